@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine with python3 (>= 3.11) and pip:
+#   make run    trains and evaluates the default experiment on embedded data
+#   make test   runs the test suite
+# Each creates .venv from the pinned, tested set (requirements*.lock) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/digits_mlp
+
+.PHONY: run test lint venv clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock requirements-dev.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(VENV)/bin/relbench train --config experiments/digits_mlp.py --workdir $(WORKDIR)
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check relbench tests experiments benchmarks
+	$(VENV)/bin/ruff format --check relbench tests experiments benchmarks
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,46 @@
+"""An MLP on scikit-learn's 8x8 digits (embedded: runs anywhere, no download).
+
+    relbench train --config experiments/digits_mlp.py:mc_dropout --workdir runs/digits
+
+``arg``: ``METHOD[,smoke]``; the method defaults to ``deterministic``. Hardware: one
+CPU; about a minute on 2 cores. ``smoke`` trains a few steps only (tests).
+"""
+
+import ml_collections
+
+from relbench.train.configs import method_config, optimizer_config, parse_arg
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    options = parse_arg(arg)
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dataset = ml_collections.ConfigDict({"name": "digits"})
+    config.model = ml_collections.ConfigDict(
+        {"name": "mlp", "hidden_sizes": (256, 256), "dropout_rate": 0.0, "ensemble_size": 1}
+    )
+    config.method = method_config(options.method)
+    if options.method == "mc_dropout":
+        del config.model.dropout_rate  # set by the method
+    config.optimizer = optimizer_config(
+        name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, warmup_steps=20
+    )
+    config.train = ml_collections.ConfigDict(
+        {
+            "global_batch_size": 64,
+            "num_epochs": 30.0,
+            "log_every_steps": 50,
+            "checkpoint_every_steps": 200,
+            "max_checkpoints_to_keep": 2,
+            "eval_batch_size": 256,
+        }
+    )
+    if options.smoke:
+        config.train.num_epochs = 0.5
+        config.train.log_every_steps = 2
+        config.train.checkpoint_every_steps = 4
+        config.train.global_batch_size = 32
+        config.train.eval_batch_size = 64
+        config.model.hidden_sizes = (32,)
+    config.lock()
+    return config

@@ -1,0 +1,175 @@
+"""Random-access example sources and the batch readers built on them.
+
+A *source* is anything with ``len(source)`` and ``source.read(indices) -> dict`` that
+returns a batch of examples as numpy arrays keyed ``"input"`` and ``"label"``. Reading a
+batch at a time (rather than one example at a time) keeps the host side of the loop
+cheap. Both the embedded arrays and TFDS array-record sources implement it.
+
+Batches are addressed by their *global* position, never by process: the global batch
+at step ``s`` holds the same examples whatever the number of processes, and process
+``p`` reads rows ``[p * L, (p + 1) * L)`` of it (``L = global_batch // process_count``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import grain
+import numpy as np
+
+from relbench.errors import UsageError
+
+
+class Source(Protocol):
+    """A random-access collection of examples, read a batch at a time."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+    """Examples held in memory as equally long numpy arrays."""
+
+    arrays: Mapping[str, np.ndarray]
+
+    def __post_init__(self):
+        lengths = {len(a) for a in self.arrays.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"arrays of unequal lengths {sorted(lengths)}")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[indices] for k, v in self.arrays.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+    """An evaluation set: in-distribution (labelled) or out-of-distribution."""
+
+    source: Source
+    is_ood: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A classification dataset: a training source and named evaluation sets."""
+
+    train: Source
+    eval_sets: Mapping[str, EvalSet]
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    """Raises a UsageError if any label falls outside ``[0, num_classes)``."""
+    bad = (labels < 0) | (labels >= num_classes)
+    if np.any(bad):
+        raise UsageError(
+            f"label {labels[bad][0]} in {where} is outside [0, {num_classes}); "
+            "fix the labels or the dataset's num_classes"
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, size: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainBatches:
+    """The process-local rows of global training batch ``step``, as a pure function.
+
+    Examples are visited epoch by epoch, each epoch in a fresh permutation drawn from
+    ``(seed, epoch)``; a global batch may straddle two epochs (repeat-then-batch).
+    """
+
+    source: Source
+    global_batch_size: int
+    seed: int
+    num_classes: int
+    process_index: int = 0
+    process_count: int = 1
+
+    def __post_init__(self):
+        if self.global_batch_size % self.process_count:
+            raise UsageError(
+                f"global batch size {self.global_batch_size} is not divisible by the "
+                f"{self.process_count} processes; choose a multiple of the process count"
+            )
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.global_batch_size // self.process_count
+
+    def global_indices(self, step: int) -> np.ndarray:
+        """The source indices of the global batch at ``step``."""
+        n = len(self.source)
+        positions = step * self.global_batch_size + np.arange(self.global_batch_size)
+        epochs, offsets = np.divmod(positions, n)
+        out = np.empty_like(positions)
+        for epoch in np.unique(epochs):
+            in_epoch = epochs == epoch
+            out[in_epoch] = _epoch_permutation(self.seed, int(epoch), n)[offsets[in_epoch]]
+        return out
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        start = self.process_index * self.local_batch_size
+        rows = self.global_indices(step)[start : start + self.local_batch_size]
+        batch = self.source.read(rows)
+        check_labels(batch["label"], self.num_classes, f"training batch {step}")
+        return batch
+
+
+def train_iterator(batches: TrainBatches, num_steps: int, prefetch: int = 4):
+    """A checkpointable grain iterator over steps ``0 .. num_steps - 1``.
+
+    Its state (``get_state``/``set_state``, saved with the train state) is the next step,
+    so a restored run reads exactly the batches it would have read.
+    """
+    dataset = grain.MapDataset.range(num_steps).map(batches)
+    options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=prefetch)
+    return iter(dataset.to_iter_dataset(read_options=options))
+
+
+def eval_batches(
+    source: Source,
+    global_batch_size: int,
+    num_classes: int | None,
+    process_index: int = 0,
+    process_count: int = 1,
+):
+    """Yields process-local eval batches with a ``mask``; every example counts once.
+
+    The last global batch is padded (by repeating example 0) to full size, and its
+    padding rows get ``mask == 0``. ``num_classes=None`` skips the label check (OOD sets).
+    """
+    n = len(source)
+    local = global_batch_size // process_count
+    for start in range(0, n, global_batch_size):
+        positions = start + process_index * local + np.arange(local)
+        mask = positions < n
+        batch = source.read(np.where(mask, positions, 0))
+        if num_classes is not None:
+            check_labels(batch["label"][mask], num_classes, "an evaluation batch")
+        batch["mask"] = mask.astype(np.float32)
+        yield batch
+
+
+def split_by_fraction(
+    arrays: Mapping[str, np.ndarray], fractions: Sequence[float], seed: int
+) -> list[ArraySource]:
+    """Splits arrays into disjoint ArraySources of the given fractions, a fixed shuffle."""
+    n = len(next(iter(arrays.values())))
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.round(np.cumsum([0.0, *fractions]) * n).astype(int)
+    return [
+        ArraySource({k: v[order[a:b]] for k, v in arrays.items()})
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]

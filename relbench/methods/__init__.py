@@ -1,0 +1,22 @@
+"""Methods behind one registry: ``relbench.methods.make(name, **hparams) -> Method``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from relbench.methods import deterministic, mc_dropout
+from relbench.methods.method import Method
+from relbench.registry import Registry
+
+METHODS = Registry("method", {"deterministic": deterministic.make, "mc_dropout": mc_dropout.make})
+make = METHODS.make
+
+
+def hyperparameters(name: str) -> dict[str, Any]:
+    """The method's hyperparameters with their defaults (for building configs)."""
+    parameters = inspect.signature(METHODS.get(name)).parameters
+    return {n: p.default for n, p in parameters.items()}
+
+
+__all__ = ["METHODS", "Method", "hyperparameters", "make"]

@@ -1,0 +1,30 @@
+"""Streaming, shard-safe uncertainty metrics."""
+
+from relbench.metrics.classification import (
+    EXPECTED_CALIBRATION_ERROR,
+    IN_DISTRIBUTION,
+    OUT_OF_DISTRIBUTION,
+    PROPER_SCORES,
+)
+from relbench.metrics.predictive import predictive_log_probs, predictive_probs
+from relbench.metrics.streaming import (
+    Predictions,
+    StreamingMetric,
+    add_statistics,
+    batch_statistics,
+    results,
+)
+
+__all__ = [
+    "EXPECTED_CALIBRATION_ERROR",
+    "IN_DISTRIBUTION",
+    "OUT_OF_DISTRIBUTION",
+    "PROPER_SCORES",
+    "Predictions",
+    "StreamingMetric",
+    "add_statistics",
+    "batch_statistics",
+    "predictive_log_probs",
+    "predictive_probs",
+    "results",
+]

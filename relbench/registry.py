@@ -1,0 +1,52 @@
+"""Name -> factory registries that turn config sub-dicts into objects.
+
+Every factory (dataset, model, method, optimizer) is called with its sub-config as
+keyword arguments, so a misspelt key fails at once with an error that names it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from relbench.errors import UsageError
+
+
+class Registry:
+    """Factories of one kind (``"model"``, ``"method"``...) by name."""
+
+    def __init__(self, kind: str, factories: Mapping[str, Callable[..., Any]]):
+        self.kind = kind
+        self.factories = dict(factories)
+
+    def names(self) -> list[str]:
+        return sorted(self.factories)
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self.factories:
+            raise UsageError(
+                f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}"
+            )
+        return self.factories[name]
+
+    def make(self, name: str, **kwargs: Any) -> Any:
+        """Calls the named factory; an unknown keyword argument is a UsageError naming it."""
+        factory = self.get(name)
+        check_kwargs(factory, kwargs, f"config.{self.kind}", f"{self.kind} '{name}'")
+        return factory(**kwargs)
+
+
+def check_kwargs(
+    factory: Callable[..., Any], kwargs: Mapping[str, Any], where: str, what: str
+) -> None:
+    """Raises a UsageError naming any key of ``kwargs`` that ``factory`` does not take."""
+    parameters = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(kwargs) - set(parameters))
+    if unknown:
+        valid = ", ".join(n for n in parameters if n not in ("self", "parent", "name"))
+        raise UsageError(
+            f"unknown key {where}.{unknown[0]} for {what}; valid keys: {valid}"
+        )

@@ -1,0 +1,66 @@
+"""Checkpoints: the train state and the grain iterator, saved together by orbax.
+
+Orbax writes each step into a temporary folder and renames it when complete, so a
+process killed mid-save leaves the previous checkpoints intact, and a restarted run
+resumes from the newest complete one.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import grain
+import orbax.checkpoint as ocp
+
+from relbench.errors import UsageError
+
+
+class Checkpoints:
+    """Saves and restores ``(TrainState, data iterator)`` under ``workdir/checkpoints``."""
+
+    def __init__(self, workdir: pathlib.Path, max_to_keep: int):
+        self.directory = (workdir / "checkpoints").absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+            ),
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "data": grain.checkpoint.CheckpointHandler(),
+            },
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state, iterator) -> None:
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
+            ),
+            force=True,
+        )
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, abstract_state, iterator):
+        """Restores the state (onto ``abstract_state``'s shardings) and the iterator in place."""
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    data=grain.checkpoint.CheckpointRestore(iterator),
+                ),
+            )
+        except Exception as error:
+            raise UsageError(
+                f"checkpoint {self.directory / str(step)} cannot be restored "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); move that "
+                "step's folder aside to resume from an earlier one, or use a new --workdir"
+            ) from None
+        return restored["state"]
+
+    def close(self) -> None:
+        self.manager.close()

@@ -1,0 +1,63 @@
+"""Helpers for experiment config files (``experiments/*.py``).
+
+A config file defines ``get_config(arg)``; ``arg`` is a comma-separated list whose
+first item may name the method and whose other items are flags such as ``smoke``:
+``experiments/digits_mlp.py:mc_dropout,smoke``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from relbench import methods as methods_lib
+from relbench.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigArg:
+    method: str
+    smoke: bool
+
+
+def parse_arg(arg: str | None, default_method: str = "deterministic") -> ConfigArg:
+    """``"mc_dropout,smoke"`` -> ``ConfigArg("mc_dropout", smoke=True)``."""
+    items = [item.strip() for item in (arg or "").split(",") if item.strip()]
+    flags = {"smoke"}
+    unknown_flags = [i for i in items[1:] if i not in flags]
+    if unknown_flags:
+        raise UsageError(
+            f"unknown config argument '{unknown_flags[0]}'; after the method name only "
+            f"{', '.join(sorted(flags))} is accepted"
+        )
+    method = items[0] if items and items[0] not in flags else default_method
+    methods_lib.METHODS.get(method)  # fails early, naming the valid methods
+    return ConfigArg(method=method, smoke="smoke" in items)
+
+
+def method_config(name: str, **overrides) -> ml_collections.ConfigDict:
+    """``config.method``: the method's name and all its hyperparameters (defaults from
+    ``make``), so each one can be overridden from the command line."""
+    hparams = methods_lib.hyperparameters(name)
+    unknown = sorted(set(overrides) - set(hparams))
+    if unknown:
+        raise UsageError(f"method '{name}' has no hyperparameter '{unknown[0]}'")
+    return ml_collections.ConfigDict({"name": name, **hparams, **overrides})
+
+
+def optimizer_config(**overrides) -> ml_collections.ConfigDict:
+    """``config.optimizer`` with every field of ``optimizers.make`` present."""
+    import inspect
+
+    from relbench.train import optimizers
+
+    fields = {
+        n: p.default
+        for n, p in inspect.signature(optimizers.make).parameters.items()
+        if n != "total_steps"
+    }
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise UsageError(f"optimizer has no setting '{unknown[0]}'")
+    return ml_collections.ConfigDict({**fields, **overrides})

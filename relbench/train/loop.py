@@ -1,0 +1,322 @@
+"""The one train/eval loop: every method, every model, every dataset.
+
+``train_and_evaluate(config, workdir)`` builds the dataset, method, model and
+optimizer from their sub-configs, then runs one jitted, sharded train step per batch
+and evaluates every evaluation set at the end. The loop never names a method.
+
+Keys (DESIGN.md): ``config.seed`` -> root key -> (init, train, eval) keys. The step's
+key is ``fold_in(train_key, step)``, computed inside the jitted step, so a resumed run
+draws the same numbers; random arrays are drawn in the global view, so the draws do
+not depend on the number of devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import zlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from relbench import data as data_lib
+from relbench import methods as methods_lib
+from relbench import metrics as metrics_lib
+from relbench import models as models_lib
+from relbench.errors import UsageError
+from relbench.methods.method import rng_dict
+from relbench.registry import check_kwargs
+from relbench.train import optimizers, sharding
+from relbench.train.checkpoints import Checkpoints
+from relbench.train.state import TrainState
+from relbench.train.writers import RunWriter, progress_bar
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+    """``config.train``: how long to train, and how often to log and checkpoint."""
+
+    global_batch_size: int = 128
+    num_epochs: float = 10.0
+    log_every_steps: int = 50
+    checkpoint_every_steps: int = 500
+    max_checkpoints_to_keep: int = 2
+    eval_batch_size: int = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything built from a config, before any training happens."""
+
+    dataset: data_lib.Dataset
+    method: methods_lib.Method
+    model: Any
+    optimizer: optax.GradientTransformation
+    settings: LoopSettings
+    total_steps: int
+    seed: int
+
+
+def build(config: ml_collections.ConfigDict) -> Experiment:
+    """Builds the experiment; every unknown name or key is a UsageError that names it."""
+    check_kwargs(LoopSettings, config.train, "config.train", "the loop")
+    settings = LoopSettings(**config.train)
+    dataset = data_lib.make(**config.dataset)
+    method = methods_lib.make(**config.method)
+    model_kwargs = dict(config.model)
+    clash = sorted(set(model_kwargs) & {*method.model_kwargs, "num_classes"})
+    if clash:
+        raise UsageError(
+            f"config.model.{clash[0]} is set by the method or the dataset; remove it from "
+            "config.model (set it through config.method or config.dataset)"
+        )
+    model = models_lib.make(
+        **model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes
+    )
+    total_steps = math.ceil(
+        settings.num_epochs * len(dataset.train) / settings.global_batch_size
+    )
+    optimizer = optimizers.make(total_steps=total_steps, **config.optimizer)
+    return Experiment(dataset, method, model, optimizer, settings, total_steps, config.seed)
+
+
+def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
+    path = pathlib.Path(workdir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(
+            f"cannot write to workdir '{path}' ({error.strerror}); choose a writable --workdir"
+        ) from None
+    return path
+
+
+def _named_key(key: jax.Array, name: str) -> jax.Array:
+    return jax.random.fold_in(key, zlib.crc32(name.encode()))
+
+
+def make_train_step(exp: Experiment):
+    """The pure train step ``(state, batch, train_key) -> (state, metrics)``."""
+    method, model = exp.method, exp.model
+    num_train_examples = len(exp.dataset.train)
+
+    def train_step(state: TrainState, batch, train_key):
+        key = jax.random.fold_in(train_key, state.step)
+        rngs = rng_dict(key, method.rng_streams)
+
+        def objective(params):
+            variables = {"params": params, **state.collections}
+            return method.loss_fn(
+                model.apply,
+                variables,
+                batch,
+                rngs,
+                step=state.step,
+                num_train_examples=num_train_examples,
+            )
+
+        (loss, (updates, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params
+        )
+        param_updates, opt_state = exp.optimizer.update(grads, state.opt_state, state.params)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, param_updates),
+            opt_state=opt_state,
+            collections={**state.collections, **updates},
+        )
+        return new_state, {"loss": loss, **metrics}
+
+    return train_step
+
+
+def make_eval_step(exp: Experiment):
+    """The pure eval step ``(state, batch, key) -> per-metric summable statistics``."""
+
+    def eval_step(state: TrainState, batch, key, *, is_ood: bool):
+        logits, extras = exp.method.predict_fn(exp.model.apply, state.variables, batch["input"], key)
+        predictions = metrics_lib.Predictions(
+            logits=logits,
+            log_probs=metrics_lib.predictive_log_probs(logits),
+            labels=batch["label"],
+            mask=batch["mask"],
+            extras=extras,
+        )
+        suite = metrics_lib.OUT_OF_DISTRIBUTION if is_ood else metrics_lib.IN_DISTRIBUTION
+        return metrics_lib.batch_statistics(suite, predictions)
+
+    return eval_step
+
+
+def init_state(exp: Experiment, init_key: jax.Array) -> TrainState:
+    """Initial parameters and collections (called under ``jit``)."""
+    dummy = jnp.zeros((1, *exp.dataset.input_shape), jnp.float32)
+    rngs = {"params": init_key, **rng_dict(init_key, exp.method.rng_streams)}
+    variables = dict(exp.model.init(rngs, dummy, train=False))
+    params = variables.pop("params")
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=exp.optimizer.init(params),
+        collections=variables,
+    )
+
+
+def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh) -> dict:
+    """Every evaluation set, each example counted once: ``{set: {metric: value}}``."""
+    batch_sharding = sharding.batch_sharded(mesh)
+    out = {}
+    for set_name, eval_set in exp.dataset.eval_sets.items():
+        suite = metrics_lib.OUT_OF_DISTRIBUTION if eval_set.is_ood else metrics_lib.IN_DISTRIBUTION
+        set_key = _named_key(eval_key, set_name)
+        totals = None
+        batches = data_lib.eval_batches(
+            eval_set.source,
+            exp.settings.eval_batch_size,
+            None if eval_set.is_ood else exp.dataset.num_classes,
+            jax.process_index(),
+            jax.process_count(),
+        )
+        for index, local in enumerate(batches):
+            batch = sharding.global_batch(local, batch_sharding)
+            stats = eval_steps[eval_set.is_ood](state, batch, jax.random.fold_in(set_key, index))
+            totals = metrics_lib.add_statistics(totals, jax.device_get(stats))
+        out[set_name] = {k: float(v) for k, v in metrics_lib.results(suite, totals).items()}
+    return out
+
+
+def _epoch(step: int, global_batch_size: int, num_examples: int) -> int:
+    return step * global_batch_size // num_examples
+
+
+def _check_finite(metrics: dict[str, float], step: int, checkpoints: Checkpoints) -> None:
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        last = checkpoints.latest_step()
+        kept = f"the last good checkpoint (step {last})" if last is not None else "no checkpoint"
+        raise UsageError(
+            f"training diverged: {', '.join(f'{k}={v}' for k, v in bad.items())} before step "
+            f"{step}; stopped with {kept} kept in {checkpoints.directory}; lower "
+            "config.optimizer.learning_rate or check the inputs"
+        )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+    """Trains (resuming from the latest checkpoint in ``workdir``) and evaluates.
+
+    Returns ``{eval_set_name: {metric_name: value}}``, also written to ``results.json``.
+    """
+    workdir = _prepare_workdir(workdir)
+    exp = build(config)
+    settings = exp.settings
+    sharding.check_batch_size(settings.global_batch_size, "config.train.global_batch_size")
+    sharding.check_batch_size(settings.eval_batch_size, "config.train.eval_batch_size")
+    is_writer = jax.process_index() == 0
+    if is_writer:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+
+    mesh = sharding.data_mesh()
+    replicated = sharding.replicated(mesh)
+    batch_sharding = sharding.batch_sharded(mesh)
+    init_key, train_key, eval_key = jax.random.split(jax.random.key(exp.seed), 3)
+
+    initialize = functools.partial(init_state, exp)
+    state_shape = jax.eval_shape(initialize, init_key)
+    state_sharding = jax.tree.map(lambda _: replicated, state_shape)
+    train_step = jax.jit(
+        make_train_step(exp),
+        in_shardings=(state_sharding, batch_sharding, replicated),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+    eval_steps = {
+        is_ood: jax.jit(
+            functools.partial(make_eval_step(exp), is_ood=is_ood),
+            in_shardings=(state_sharding, batch_sharding, replicated),
+            out_shardings=replicated,
+        )
+        for is_ood in (False, True)
+    }
+    epoch_hook = exp.method.on_epoch_start
+    if epoch_hook is not None:
+        epoch_hook = jax.jit(epoch_hook, in_shardings=(state_sharding,), out_shardings=state_sharding)
+
+    batches = data_lib.TrainBatches(
+        exp.dataset.train,
+        settings.global_batch_size,
+        seed=exp.seed,
+        num_classes=exp.dataset.num_classes,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    iterator = data_lib.train_iterator(batches, exp.total_steps)
+    checkpoints = Checkpoints(workdir, settings.max_checkpoints_to_keep)
+    start = checkpoints.latest_step()
+    if start is None:
+        state = jax.jit(initialize, out_shardings=state_sharding)(init_key)
+        start = 0
+    else:
+        abstract = jax.tree.map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+            state_shape,
+            state_sharding,
+        )
+        state = checkpoints.restore(start, abstract, iterator)
+
+    writer = RunWriter(workdir, enabled=is_writer)
+    bar = progress_bar(exp.total_steps, start, enabled=is_writer)
+    num_train = len(exp.dataset.train)
+    pending: list[dict] = []  # device-side metrics since the last log: no per-step sync
+
+    def flush(step: int) -> None:
+        if not pending:
+            return
+        fetched = jax.device_get(pending)
+        means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+        pending.clear()
+        _check_finite(means, step, checkpoints)
+        writer.write(step, "train", means)
+        bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
+
+    try:
+        for step in range(start, exp.total_steps):
+            if epoch_hook is not None and (
+                step == 0
+                or _epoch(step, settings.global_batch_size, num_train)
+                != _epoch(step - 1, settings.global_batch_size, num_train)
+            ):
+                state = epoch_hook(state)
+            batch = sharding.global_batch(next(iterator), batch_sharding)
+            state, metrics = train_step(state, batch, train_key)
+            pending.append(metrics)
+            done = step + 1
+            if done % settings.log_every_steps == 0 or done == exp.total_steps:
+                flush(done)
+            if done % settings.checkpoint_every_steps == 0 or done == exp.total_steps:
+                flush(done)
+                checkpoints.save(done, state, iterator)
+            bar.update(1)
+        bar.close()
+        results = evaluate(exp, state, eval_steps, eval_key, mesh)
+        for set_name, set_metrics in results.items():
+            writer.write(exp.total_steps, set_name, set_metrics)
+        writer.write_results(results)
+    finally:
+        bar.close()
+        writer.close()
+        checkpoints.close()
+    return results
+
+
+def load_results(workdir: str | pathlib.Path) -> dict:
+    return json.loads((pathlib.Path(workdir) / "results.json").read_text())

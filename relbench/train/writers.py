@@ -1,0 +1,75 @@
+"""Run outputs: ``metrics.jsonl``, TensorBoard events, ``results.json``, the terminal.
+
+Only process 0 writes; every other process gets writers that do nothing, so the loop
+never branches on the process index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+from collections.abc import Mapping
+
+import tqdm
+from tensorboardX import SummaryWriter
+
+
+class RunWriter:
+    """Appends metrics to ``metrics.jsonl`` and TensorBoard; writes the final results."""
+
+    def __init__(self, workdir: pathlib.Path, enabled: bool):
+        self.workdir = workdir
+        self.enabled = enabled
+        self._jsonl = open(workdir / "metrics.jsonl", "a") if enabled else None  # noqa: SIM115
+        self._tensorboard = SummaryWriter(str(workdir / "tensorboard")) if enabled else None
+
+    def write(self, step: int, prefix: str, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, **{f"{prefix}/{k}": float(v) for k, v in metrics.items()}}
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        for name, value in record.items():
+            if name != "step" and math.isfinite(value):
+                self._tensorboard.add_scalar(name, value, step)
+
+    def write_results(self, results: Mapping[str, Mapping[str, float]]) -> None:
+        if not self.enabled:
+            return
+        path = self.workdir / "results.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)  # never leave a half-written results.json behind
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tensorboard.close()
+
+
+def progress_bar(total: int, initial: int, enabled: bool) -> tqdm.tqdm:
+    """A terminal progress bar with steps/s and the ETA."""
+    return tqdm.tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
+
+
+def results_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """A plain-text table: one row per evaluation set, one column per metric."""
+    columns = sorted({name for metrics in results.values() for name in metrics})
+    header = ["set", *columns]
+    rows = [
+        [set_name, *(f"{metrics[c]:.4f}" if c in metrics else "-" for c in columns)]
+        for set_name, metrics in results.items()
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
