@@ -59,12 +59,17 @@ class EvalSet:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A classification dataset: a training source and named evaluation sets."""
+    """A dataset: a training source and named evaluation sets.
+
+    ``task`` picks the loss-independent parts of evaluation (the metric suite); it is
+    ``"classification"`` for every dataset so far.
+    """
 
     train: Source
     eval_sets: Mapping[str, EvalSet]
     num_classes: int
     input_shape: tuple[int, ...]
+    task: str = "classification"
 
 
 def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:

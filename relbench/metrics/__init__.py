@@ -5,6 +5,7 @@ from relbench.metrics.classification import (
     IN_DISTRIBUTION,
     OUT_OF_DISTRIBUTION,
     PROPER_SCORES,
+    eval_suite,
 )
 from relbench.metrics.predictive import predictive_log_probs, predictive_probs
 from relbench.metrics.streaming import (
@@ -24,6 +25,7 @@ __all__ = [
     "StreamingMetric",
     "add_statistics",
     "batch_statistics",
+    "eval_suite",
     "predictive_log_probs",
     "predictive_probs",
     "results",

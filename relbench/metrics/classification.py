@@ -101,3 +101,10 @@ OOD_CONFIDENCE = StreamingMetric(_ood_statistics, _ood_result)
 
 IN_DISTRIBUTION = (PROPER_SCORES, EXPECTED_CALIBRATION_ERROR)
 OUT_OF_DISTRIBUTION = (OOD_CONFIDENCE,)
+
+
+def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
+    """The metrics reported for an evaluation set: the one place this is decided."""
+    if task != "classification":
+        raise ValueError(f"no metric suite for task '{task}'")
+    return OUT_OF_DISTRIBUTION if is_ood else IN_DISTRIBUTION

@@ -152,7 +152,7 @@ def make_eval_step(exp: Experiment):
             mask=batch["mask"],
             extras=extras,
         )
-        suite = metrics_lib.OUT_OF_DISTRIBUTION if is_ood else metrics_lib.IN_DISTRIBUTION
+        suite = metrics_lib.eval_suite(exp.dataset.task, is_ood)
         return metrics_lib.batch_statistics(suite, predictions)
 
     return eval_step
@@ -177,7 +177,7 @@ def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh) -> 
     batch_sharding = sharding.batch_sharded(mesh)
     out = {}
     for set_name, eval_set in exp.dataset.eval_sets.items():
-        suite = metrics_lib.OUT_OF_DISTRIBUTION if eval_set.is_ood else metrics_lib.IN_DISTRIBUTION
+        suite = metrics_lib.eval_suite(exp.dataset.task, eval_set.is_ood)
         set_key = _named_key(eval_key, set_name)
         totals = None
         batches = data_lib.eval_batches(
