@@ -8,6 +8,7 @@ CPU; about a minute on 2 cores. ``smoke`` trains a few steps only (tests).
 
 import ml_collections
 
+from relbench import methods as methods_lib
 from relbench.train.configs import method_config, optimizer_config, parse_arg
 
 
@@ -20,8 +21,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         {"name": "mlp", "hidden_sizes": (256, 256), "dropout_rate": 0.0, "ensemble_size": 1}
     )
     config.method = method_config(options.method)
-    if options.method == "mc_dropout":
-        del config.model.dropout_rate  # set by the method
+    for field in methods_lib.make(**config.method).model_kwargs:
+        if field in config.model:
+            del config.model[field]  # set by the method
     config.optimizer = optimizer_config(
         name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, warmup_steps=20
     )

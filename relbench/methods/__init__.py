@@ -5,11 +5,21 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from relbench.methods import deterministic, mc_dropout
+from relbench.methods import batchensemble, deep_ensemble, deterministic, mc_dropout, mimo, rank1
 from relbench.methods.method import Method
 from relbench.registry import Registry
 
-METHODS = Registry("method", {"deterministic": deterministic.make, "mc_dropout": mc_dropout.make})
+METHODS = Registry(
+    "method",
+    {
+        "deterministic": deterministic.make,
+        "mc_dropout": mc_dropout.make,
+        "batchensemble": batchensemble.make,
+        "rank1": rank1.make,
+        "mimo": mimo.make,
+        "deep_ensemble": deep_ensemble.make,
+    },
+)
 make = METHODS.make
 
 

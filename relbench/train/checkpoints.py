@@ -46,14 +46,19 @@ class Checkpoints:
 
     def restore(self, step: int, abstract_state, iterator):
         """Restores the state (onto ``abstract_state``'s shardings) and the iterator in place."""
+        return self._restore(
+            step,
+            state=ocp.args.StandardRestore(abstract_state),
+            data=grain.checkpoint.CheckpointRestore(iterator),
+        )
+
+    def restore_state(self, step: int, abstract_state):
+        """Restores only the state (to evaluate a finished run)."""
+        return self._restore(step, state=ocp.args.StandardRestore(abstract_state))
+
+    def _restore(self, step: int, **items):
         try:
-            restored = self.manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state),
-                    data=grain.checkpoint.CheckpointRestore(iterator),
-                ),
-            )
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:
             raise UsageError(
                 f"checkpoint {self.directory / str(step)} cannot be restored "

@@ -1,4 +1,5 @@
-"""``relbench`` command line: ``relbench train --config FILE[:ARG] --workdir DIR``.
+"""``relbench`` command line: ``relbench train --config FILE[:ARG] --workdir DIR``, and
+``relbench eval [--ensemble] RUN_DIR... [--workdir OUT]`` (``train.ensemble_eval``).
 
 Config overrides use ml_collections syntax: ``--config.optimizer.learning_rate=0.01``.
 A mistake the user can fix (unknown key, missing dataset, unwritable workdir...) prints
@@ -7,6 +8,7 @@ one ``relbench: error: ...`` line and exits with status 2.
 
 from __future__ import annotations
 
+import pathlib
 import sys
 
 from absl import app, flags, logging
@@ -34,7 +36,35 @@ def _train(argv: list[str]) -> None:
     print(f"results written to {_WORKDIR.value}/results.json")
 
 
-COMMANDS = {"train": _train}
+_ENSEMBLE = flags.DEFINE_bool(
+    "ensemble", False, "eval: combine the RUN_DIRs' members into one ensemble."
+)
+
+
+def _eval(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    run_dirs = argv[1:]
+    if not run_dirs:
+        raise UsageError("eval needs RUN_DIR arguments: relbench eval [--ensemble] RUN_DIR...")
+    if len(run_dirs) > 1 and not _ENSEMBLE.value:
+        raise UsageError("eval got several RUN_DIRs; pass --ensemble to evaluate them as one")
+    from relbench.train.ensemble_eval import evaluate_runs
+    from relbench.train.writers import RunWriter, results_table
+
+    workdir = None if _WORKDIR.value is None else pathlib.Path(_WORKDIR.value)
+    if workdir is not None and any(workdir.resolve() == pathlib.Path(d).resolve() for d in run_dirs):
+        raise UsageError("eval --workdir is one of the RUN_DIRs; choose a new directory")
+    results = evaluate_runs(run_dirs)
+    print(results_table(results))
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        writer = RunWriter(workdir, enabled=True)
+        writer.write_results(results)
+        writer.close()
+        print(f"results written to {workdir}/results.json")
+
+
+COMMANDS = {"train": _train, "eval": _eval}
 
 
 def _guarded(command):

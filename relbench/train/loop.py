@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import pathlib
@@ -77,9 +78,11 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             f"config.model.{clash[0]} is set by the method or the dataset; remove it from "
             "config.model (set it through config.method or config.dataset)"
         )
-    model = models_lib.make(
-        **model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes
-    )
+    # A method sets every layer type it replaces (dense, conv, norm...); a model takes
+    # those it has (an MLP has no conv).
+    fields = inspect.signature(models_lib.MODELS.get(model_kwargs["name"])).parameters
+    method_fields = {k: v for k, v in method.model_kwargs.items() if k in fields}
+    model = models_lib.make(**model_kwargs, **method_fields, num_classes=dataset.num_classes)
     total_steps = math.ceil(
         settings.num_epochs * len(dataset.train) / settings.global_batch_size
     )
@@ -161,6 +164,8 @@ def make_eval_step(exp: Experiment):
 def init_state(exp: Experiment, init_key: jax.Array) -> TrainState:
     """Initial parameters and collections (called under ``jit``)."""
     dummy = jnp.zeros((1, *exp.dataset.input_shape), jnp.float32)
+    if exp.method.init_inputs is not None:
+        dummy = exp.method.init_inputs(dummy)
     rngs = {"params": init_key, **rng_dict(init_key, exp.method.rng_streams)}
     variables = dict(exp.model.init(rngs, dummy, train=False))
     params = variables.pop("params")

@@ -1,9 +1,10 @@
 """Optimizers and learning-rate schedules from ``config.optimizer``.
 
 ``make(total_steps=..., **config.optimizer)`` returns an optax ``GradientTransformation``.
-Weight decay applies to kernels only (parameters with ``ndim > 1``), the usual choice
-that leaves biases and normalization scales alone: coupled (L2 added to the gradient)
-for ``sgd`` and ``adam``, decoupled for ``adamw``.
+Weight decay applies to kernels only (parameters named ``kernel``, Flax's name for dense
+and conv weights), the usual choice that leaves biases, normalization scales and
+BatchEnsemble fast weights alone, also where they carry a member axis (``ndim > 1``):
+coupled (L2 added to the gradient) for ``sgd`` and ``adam``, decoupled for ``adamw``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def schedule(
 
 
 def _kernels(params):
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) == "kernel", params
+    )
 
 
 def make(
