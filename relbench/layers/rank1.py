@@ -111,21 +111,21 @@ class Rank1Factors:
     def factors(self, inputs):
         check_posterior(self.posterior)
         members, rows = self.ensemble_size, inputs.shape[0] // self.ensemble_size
+        sizes = {"alpha": inputs.shape[-1], "gamma": self.features}
         scale_init = nn.initializers.constant(inverse_softplus(self.posterior_scale_init))
-        key = self.make_rng(RNG_STREAM)
-        sampled, kl = [], 0.0
-        for name, size in (("alpha", inputs.shape[-1]), ("gamma", self.features)):
-            loc = self.param(f"{name}_loc", self.fast_weight_init, (members, size))
-            scale = jax.nn.softplus(self.param(f"{name}_scale", scale_init, (members, size)))
-            key, draw_key = jax.random.split(key)
-            sampled.append(sample_factors(draw_key, loc, scale, rows, self.posterior))
-            kl = kl + factor_kl(loc, scale, self.prior_scale, self.posterior)
+        loc = [
+            self.param(f"{n}_loc", self.fast_weight_init, (members, d)) for n, d in sizes.items()
+        ]
+        raw = [self.param(f"{n}_scale", scale_init, (members, d)) for n, d in sizes.items()]
+        loc, scale = jnp.concatenate(loc, -1), jax.nn.softplus(jnp.concatenate(raw, -1))
+        # One draw for both factors: [M, D + N] -> [M, rows, D + N].
+        draws = sample_factors(self.make_rng(RNG_STREAM), loc, scale, rows, self.posterior)
         if not self.is_initializing() and self.is_mutable_collection(KL_COLLECTION):
-            self.sow(KL_COLLECTION, "kl", kl)
+            self.sow(KL_COLLECTION, "kl", factor_kl(loc, scale, self.prior_scale, self.posterior))
         bias = None
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (members, self.features))
-        return sampled[0], sampled[1], bias
+        return draws[..., : sizes["alpha"]], draws[..., sizes["alpha"] :], bias
 
 
 class Rank1Dense(Rank1Factors, BatchEnsembleDense):

@@ -7,8 +7,9 @@ ones, and the input is tiled over members. The loss is the negative ELBO per exa
     1/M sum_m NLL_m + kl_weight * sum_m KL(q_m || p) / (M N),
 
 with ``N`` the number of training examples and the KL in closed form. At test time
-each member is sampled ``num_samples`` times; the ``S * M`` samples are the members
-of the predictive ``[S*M, B, K]``.
+each member is sampled ``num_samples`` times; the ``M * S`` samples are the members
+of the predictive ``[M*S, B, K]``. Because every row draws its own factors, the S
+samples cost one forward pass on the batch repeated S times (no loop, no ``vmap``).
 
 References:
   [1] Dusenberry, Jerfel, Wen, Ma, Snoek, Heller, Lakshminarayanan, Tran. Efficient and
@@ -20,12 +21,15 @@ from __future__ import annotations
 
 import functools
 
+import jax
+
 from relbench.errors import UsageError
 from relbench.layers import rank1
 from relbench.layers.batchensemble import fast_weight_initializer
+from relbench.layers.members import tile_members
 from relbench.methods.batchensemble import check_ensemble_size
 from relbench.methods.members import member_fields
-from relbench.methods.method import Method, cross_entropy_loss, sampled_predict
+from relbench.methods.method import Method, cross_entropy_loss, rng_dict
 
 
 def elbo_loss(ensemble_size: int, kl_weight: float, label_smoothing: float):
@@ -41,6 +45,20 @@ def elbo_loss(ensemble_size: int, kl_weight: float, label_smoothing: float):
         return loss, (updates, {**metrics, "nll": nll, "kl": kl})
 
     return loss_fn
+
+
+def samples_predict(num_samples: int):
+    """``S`` draws per member in one pass: the batch repeated S times, one draw per row."""
+
+    def predict_fn(apply_fn, variables, inputs, key):
+        repeated = tile_members(inputs, num_samples)  # [B, ...] -> [S*B, ...]
+        rngs = rng_dict(key, (rank1.RNG_STREAM,))
+        logits, extras = apply_fn(variables, repeated, train=False, rngs=rngs)  # [M, S*B, K]
+        # [M, S*B, ...] -> [M*S, B, ...]: every draw of every member is a member.
+        unfold = lambda a: a.reshape((-1, inputs.shape[0]) + a.shape[2:])  # noqa: E731
+        return unfold(logits), jax.tree.map(unfold, extras)
+
+    return predict_fn
 
 
 def make(
@@ -85,6 +103,6 @@ def make(
             functools.partial(rank1.Rank1Conv, **fields),
         ),
         loss_fn=elbo_loss(ensemble_size, kl_weight, label_smoothing),
-        predict_fn=sampled_predict(num_samples, (rank1.RNG_STREAM,)),
+        predict_fn=samples_predict(num_samples),
         rng_streams=("dropout", rank1.RNG_STREAM),
     )

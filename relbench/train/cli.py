@@ -52,7 +52,7 @@ def _eval(argv: list[str]) -> None:
     from relbench.train.writers import RunWriter, results_table
 
     workdir = None if _WORKDIR.value is None else pathlib.Path(_WORKDIR.value)
-    if workdir is not None and any(workdir.resolve() == pathlib.Path(d).resolve() for d in run_dirs):
+    if workdir is not None and workdir.resolve() in {pathlib.Path(d).resolve() for d in run_dirs}:
         raise UsageError("eval --workdir is one of the RUN_DIRs; choose a new directory")
     results = evaluate_runs(run_dirs)
     print(results_table(results))

@@ -79,7 +79,10 @@ def _zero_variance(params):
     ],
 )
 def test_zero_posterior_variance_is_batchensemble(posterior, rank1_layer, be_layer, shape, shared):
-    layer = rank1_layer.clone(posterior=posterior, bias_init=jax.nn.initializers.normal(1.0))
+    layer = rank1_layer.clone(
+        ensemble_size=M, posterior=posterior, bias_init=jax.nn.initializers.normal(1.0)
+    )
+    be_layer = be_layer.clone(ensemble_size=M)
     x = jax.random.normal(jax.random.key(0), shape)
     rngs = {"params": jax.random.key(1), rank1.RNG_STREAM: jax.random.key(2)}
     p = _zero_variance(layer.init(rngs, x)["params"])

@@ -1,9 +1,13 @@
 """Smoke runs of a method through ``train_and_evaluate`` on the 4 fake CPU devices."""
 
 import ml_collections
+import numpy as np
 
 from experiments import digits_mlp
 from relbench import methods as methods_lib
+from relbench.train import sharding
+from relbench.train.ensemble_eval import load_run
+from relbench.train.loop import train_and_evaluate
 
 CNN = {"name": "cnn", "features": (4,), "hidden_size": 16, "dropout_rate": 0.1, "ensemble_size": 1}
 
@@ -21,13 +25,6 @@ def smoke_config(method: str, model: dict | None = None, **hparams) -> ml_collec
         config.train.num_epochs = 0.1  # 4 steps of 32
         config.train.checkpoint_every_steps = 2
     return config
-
-
-import numpy as np
-
-from relbench.train import sharding
-from relbench.train.ensemble_eval import load_run
-from relbench.train.loop import train_and_evaluate
 
 
 def train_and_check_members(config, workdir, members: int) -> dict:
