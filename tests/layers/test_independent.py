@@ -35,3 +35,20 @@ def test_apply_equals_a_loop_over_members_for_a_head_with_extras():
         }
         want, _ = DenseHead(3).apply(member, rows[m], train=True)
         np.testing.assert_allclose(split_members(logits, M)[m], want, rtol=1e-6)
+
+
+def test_unrolled_members_equal_vmapped_members_in_value_and_gradient():
+    x = jax.random.normal(jax.random.key(0), (M * B, 6, 6, 2))
+    vmapped = independent_members(nn.Conv, M)(4, (3, 3))
+    unrolled = independent_members(nn.Conv, M, unroll=True)(4, (3, 3))
+    variables = unrolled.init(jax.random.key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, variables, vmapped.init(jax.random.key(1), x))
+
+    def loss(layer):
+        return jax.value_and_grad(lambda v: jnp.sum(layer.apply(v, x) ** 2))(variables)
+
+    jax.tree.map(  # kernel gradients are sums of ~100 terms of size ~50: float32 order
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4),
+        loss(unrolled),
+        loss(vmapped),
+    )
