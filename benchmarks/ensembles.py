@@ -107,6 +107,12 @@ def main() -> None:
     parser.add_argument("--ensemble-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--unroll-conv",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="deep_ensemble.unroll_conv",
+    )
     args = parser.parse_args()
 
     m, b = args.ensemble_size, args.batch_size
@@ -124,7 +130,15 @@ def main() -> None:
         }
 
     batch, tiled_batch = batch_of(b), batch_of(m * b)
-    vectorized = Variant("deep_ensemble", "deep_ensemble", model, batch, key, ensemble_size=m)
+    vectorized = Variant(
+        "deep_ensemble",
+        "deep_ensemble",
+        model,
+        batch,
+        key,
+        ensemble_size=m,
+        unroll_conv=args.unroll_conv,
+    )
     members = [
         Variant(f"member{i}", "deterministic", model, batch, jax.random.fold_in(key, i))
         for i in range(m)
@@ -152,7 +166,8 @@ def main() -> None:
 
     print(
         f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; model {args.model}, "
-        f"M={m}, batch {b}, input {shape}; median of {args.rounds} rounds of {args.steps} steps"
+        f"M={m}, batch {b}, input {shape}, unroll_conv={args.unroll_conv}; "
+        f"median of {args.rounds} rounds of {args.steps} steps"
     )
     for name, seconds in median.items():
         print(f"  {name:26s} {seconds * 1e3:9.3f} ms/step")

@@ -82,7 +82,7 @@ def independent_members(
     return members_cls
 
 
-def _unrolled(module: nn.Module, layer: type[nn.Module], members: jax.Array, *args, **kwargs):
+def _unrolled(module: nn.Module, layer: type[nn.Module], members: jax.Array, *a, **kw):
     """Member ``m``'s variables applied to ``members[m]`` by an unbound ``layer``, for
     every ``m``; the outputs stacked on a new leading member axis."""
     fields = {
@@ -91,8 +91,11 @@ def _unrolled(module: nn.Module, layer: type[nn.Module], members: jax.Array, *ar
         if f.init and f.name not in ("parent", "name")
     }
     base = layer(**fields, parent=None)
+    # One split per variable: its gradient is one concatenation, not M padded copies.
+    split = jax.tree.map(lambda v: jnp.split(v, v.shape[0]), module.variables)
+    is_parts = lambda p: isinstance(p, list)  # noqa: E731
     outputs = [
-        base.apply(jax.tree.map(lambda v, m=m: v[m], module.variables), x, *args, **kwargs)
+        base.apply(jax.tree.map(lambda p, m=m: p[m][0], split, is_leaf=is_parts), x, *a, **kw)
         for m, x in enumerate(members)
     ]
     return jax.tree.map(lambda *o: jnp.stack(o), *outputs)

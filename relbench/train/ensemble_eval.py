@@ -21,15 +21,15 @@ import json
 import pathlib
 from collections.abc import Sequence
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from relbench import metrics as metrics_lib
 from relbench.errors import UsageError
 from relbench.train import sharding
 from relbench.train.checkpoints import Checkpoints
-from relbench.train.loop import Experiment, build, evaluate, init_state
+from relbench.train.loop import Experiment, build, evaluate, init_state, make_eval_step
 from relbench.train.state import TrainState
 
 
@@ -83,25 +83,33 @@ def load_run(run_dir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> FinishedRu
     return FinishedRun(workdir, config_dict["dataset"], exp, state, eval_key)
 
 
-def ensemble_predict(runs: Sequence[FinishedRun]):
-    """``(states, inputs, key) -> (logits [sum M_i, B, K], extras)`` over the runs."""
+@flax.struct.dataclass
+class EnsembleState:
+    """The runs' final states, read by the loop's eval step as one model's variables."""
 
-    def predict(states, inputs, key):
+    states: tuple[TrainState, ...]
+
+    @property
+    def variables(self) -> tuple[dict, ...]:
+        return tuple(state.variables for state in self.states)
+
+
+def ensemble_predict(runs: Sequence[FinishedRun]):
+    """A ``predict_fn`` over the runs' variables: ``[sum_i M_i, B, K]`` logits."""
+
+    def predict_fn(apply_fn, variables, inputs, key):
+        del apply_fn  # each run applies its own model.
+        keys = [key] + [jax.random.fold_in(key, i) for i in range(1, len(runs))]
         outputs = [
-            run.exp.method.predict_fn(
-                run.exp.model.apply,
-                state.variables,
-                inputs,
-                jax.random.fold_in(key, i) if i else key,
-            )
-            for i, (run, state) in enumerate(zip(runs, states, strict=True))
+            run.exp.method.predict_fn(run.exp.model.apply, run_variables, inputs, run_key)
+            for run, run_variables, run_key in zip(runs, variables, keys, strict=True)
         ]
         common = set.intersection(*(set(extras) for _, extras in outputs))
         logits = jnp.concatenate([logits for logits, _ in outputs])  # [sum M_i, B, K]
         extras = {k: jnp.concatenate([e[k] for _, e in outputs]) for k in sorted(common)}
         return logits, extras
 
-    return predict
+    return predict_fn
 
 
 def evaluate_runs(run_dirs: Sequence[str | pathlib.Path]) -> dict:
@@ -118,29 +126,17 @@ def evaluate_runs(run_dirs: Sequence[str | pathlib.Path]) -> dict:
                 f"({first.dataset_config} vs {run.dataset_config}); ensemble runs of one dataset"
             )
     sharding.check_batch_size(first.exp.settings.eval_batch_size, "config.train.eval_batch_size")
-    predict = ensemble_predict(runs)
-    task = first.exp.dataset.task
-
-    def eval_step(states, batch, key, *, is_ood):
-        logits, extras = predict(states, batch["input"], key)
-        predictions = metrics_lib.Predictions(
-            logits=logits,
-            log_probs=metrics_lib.predictive_log_probs(logits),
-            labels=batch["label"],
-            mask=batch["mask"],
-            extras=extras,
-        )
-        return metrics_lib.batch_statistics(metrics_lib.eval_suite(task, is_ood), predictions)
-
-    states = tuple(run.state for run in runs)
+    method = dataclasses.replace(first.exp.method, predict_fn=ensemble_predict(runs))
+    exp = dataclasses.replace(first.exp, method=method)
+    state = EnsembleState(tuple(run.state for run in runs))
     replicated = sharding.replicated(mesh)
-    state_sharding = jax.tree.map(lambda _: replicated, states)
+    state_sharding = jax.tree.map(lambda _: replicated, state)
     eval_steps = {
         is_ood: jax.jit(
-            functools.partial(eval_step, is_ood=is_ood),
+            functools.partial(make_eval_step(exp), is_ood=is_ood),
             in_shardings=(state_sharding, sharding.batch_sharded(mesh), replicated),
             out_shardings=replicated,
         )
         for is_ood in (False, True)
     }
-    return evaluate(first.exp, states, eval_steps, first.eval_key, mesh)
+    return evaluate(exp, state, eval_steps, first.eval_key, mesh)

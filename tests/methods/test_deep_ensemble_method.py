@@ -5,6 +5,7 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from relbench import methods
 from relbench.models import CNN
@@ -31,10 +32,11 @@ def _train(exp, variables, batches):
     return state
 
 
-def test_vectorized_ensemble_equals_members_trained_one_at_a_time():
+@pytest.mark.parametrize("unroll_conv", [False, True])
+def test_vectorized_ensemble_equals_members_trained_one_at_a_time(unroll_conv):
     """A CNN (conv, batch norm, dense, head) with momentum SGD and weight decay."""
     optimizer = optimizers.make(total_steps=STEPS, learning_rate=0.1, weight_decay=1e-3)
-    ensemble_method = methods.make("deep_ensemble", ensemble_size=M)
+    ensemble_method = methods.make("deep_ensemble", ensemble_size=M, unroll_conv=unroll_conv)
     ensemble = CNN(K, features=(4,), hidden_size=8, **ensemble_method.model_kwargs)
     single = CNN(K, features=(4,), hidden_size=8)
     keys = jax.random.split(jax.random.key(0), STEPS)
