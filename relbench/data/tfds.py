@@ -30,7 +30,7 @@ class TfdsSource:
         return len(self.records)
 
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        rows = self.records.__getitems__([int(i) for i in indices])
+        rows = [self.records[int(i)] for i in indices]
         images = np.stack([np.asarray(r[self.image_key]) for r in rows])
         labels = np.array([r[self.label_key] for r in rows], np.int32)
         return {"input": images.astype(np.float32) / 255.0, "label": labels}
