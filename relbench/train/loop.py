@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import pathlib
+import time
 import zlib
 from typing import Any
 
@@ -35,6 +36,7 @@ from relbench.methods.method import rng_dict
 from relbench.registry import check_kwargs
 from relbench.train import optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
+from relbench.train.prefetch import DevicePrefetch
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
 
@@ -273,10 +275,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         )
         state = checkpoints.restore(start, abstract, iterator)
 
+    device_batches = DevicePrefetch(
+        iterator, lambda local: sharding.global_batch(local, batch_sharding)
+    )
     writer = RunWriter(workdir, enabled=is_writer)
     bar = progress_bar(exp.total_steps, start, enabled=is_writer)
     num_train = len(exp.dataset.train)
     pending: list[dict] = []  # device-side metrics since the last log: no per-step sync
+    last_flush = [start, time.perf_counter()]
 
     def flush(step: int) -> None:
         if not pending:
@@ -285,6 +291,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
         pending.clear()
         _check_finite(means, step, checkpoints)
+        now = time.perf_counter()
+        means["steps_per_second"] = (step - last_flush[0]) / (now - last_flush[1])
+        last_flush[:] = step, now
         writer.write(step, "train", means)
         bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
 
@@ -296,15 +305,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 != _epoch(step - 1, settings.global_batch_size, num_train)
             ):
                 state = epoch_hook(state)
-            batch = sharding.global_batch(next(iterator), batch_sharding)
-            state, metrics = train_step(state, batch, train_key)
+            state, metrics = train_step(state, next(device_batches), train_key)
             pending.append(metrics)
             done = step + 1
             if done % settings.log_every_steps == 0 or done == exp.total_steps:
                 flush(done)
             if done % settings.checkpoint_every_steps == 0 or done == exp.total_steps:
                 flush(done)
-                checkpoints.save(done, state, iterator)
+                checkpoints.save(done, state, device_batches)
             bar.update(1)
         bar.close()
         results = evaluate(exp, state, eval_steps, eval_key, mesh)
@@ -312,6 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             writer.write(exp.total_steps, set_name, set_metrics)
         writer.write_results(results)
     finally:
+        device_batches.close()
         bar.close()
         writer.close()
         checkpoints.close()
