@@ -22,7 +22,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
@@ -56,9 +55,7 @@ def baseline_seconds(hidden: int, batch: int, steps: int) -> float:
     train = data.make("digits").train
     arrays = train.read(np.arange(len(train)))
     model = MLP(num_classes=10, hidden_sizes=(hidden, hidden))
-    tx = optax.chain(
-        optax.add_decayed_weights(1e-4), optax.sgd(0.05, momentum=0.9, nesterov=True)
-    )
+    tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(0.05, momentum=0.9, nesterov=True))
     params = model.init(jax.random.key(0), arrays["input"][:1], train=False)["params"]
     opt_state = tx.init(params)
 
@@ -73,7 +70,9 @@ def baseline_seconds(hidden: int, batch: int, steps: int) -> float:
         return optax.apply_updates(params, updates), opt_state, loss
 
     rng = np.random.default_rng(0)
-    order = np.concatenate([rng.permutation(len(train)) for _ in range(steps * batch // len(train) + 2)])
+    order = np.concatenate(
+        [rng.permutation(len(train)) for _ in range(steps * batch // len(train) + 2)]
+    )
     x0, y0 = arrays["input"][order[:batch]], arrays["label"][order[:batch]]
     params, opt_state, loss = step(params, opt_state, x0, y0)  # compile outside the timing
     loss.block_until_ready()
@@ -100,7 +99,9 @@ def main() -> None:
         ours.append(relbench_step_seconds(args.hidden, args.batch, args.steps, args.log_every))
         theirs.append(baseline_seconds(args.hidden, args.batch, args.steps) / args.steps)
     ours_ms, theirs_ms = 1e3 * statistics.median(ours), 1e3 * statistics.median(theirs)
-    print(f"devices={jax.device_count()} MLP hidden=({args.hidden}, {args.hidden}) batch={args.batch}")
+    print(
+        f"devices={jax.device_count()} MLP hidden=({args.hidden}, {args.hidden}) batch={args.batch}"
+    )
     print(f"relbench loop step:   {ours_ms:.3f} ms (median of {args.repeats})")
     print(f"hand-written step:    {theirs_ms:.3f} ms (median of {args.repeats})")
     print(f"ratio relbench/hand-written: {ours_ms / theirs_ms:.3f}  (target <= 1.05)")

@@ -76,7 +76,9 @@ def load(spec: str) -> ml_collections.ConfigDict:
     except UsageError:
         raise
     except Exception as error:
-        raise UsageError(f"config file '{path}' fails to load: {type(error).__name__}: {error}") from None
+        raise UsageError(
+            f"config file '{path}' fails to load: {type(error).__name__}: {error}"
+        ) from None
     config = module.get_config(arg) if arg else module.get_config()
     config.lock()
     return config

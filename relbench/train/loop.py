@@ -79,12 +79,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             f"config.model.{clash[0]} is set by the method or the dataset; remove it from "
             "config.model (set it through config.method or config.dataset)"
         )
-    model = models_lib.make(
-        **model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes
-    )
-    total_steps = math.ceil(
-        settings.num_epochs * len(dataset.train) / settings.global_batch_size
-    )
+    model = models_lib.make(**model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes)
+    total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
     optimizer = optimizers.make(total_steps=total_steps, **config.optimizer)
     return Experiment(dataset, method, model, optimizer, settings, total_steps, config.seed)
 
@@ -146,7 +142,9 @@ def make_eval_step(exp: Experiment):
     """The pure eval step ``(state, batch, key) -> per-metric summable statistics``."""
 
     def eval_step(state: TrainState, batch, key, *, is_ood: bool):
-        logits, extras = exp.method.predict_fn(exp.model.apply, state.variables, batch["input"], key)
+        logits, extras = exp.method.predict_fn(
+            exp.model.apply, state.variables, batch["input"], key
+        )
         predictions = metrics_lib.Predictions(
             logits=logits,
             log_probs=metrics_lib.predictive_log_probs(logits),
@@ -251,7 +249,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     }
     epoch_hook = exp.method.on_epoch_start
     if epoch_hook is not None:
-        epoch_hook = jax.jit(epoch_hook, in_shardings=(state_sharding,), out_shardings=state_sharding)
+        epoch_hook = jax.jit(
+            epoch_hook, in_shardings=(state_sharding,), out_shardings=state_sharding
+        )
 
     batches = data_lib.TrainBatches(
         exp.dataset.train,

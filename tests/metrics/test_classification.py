@@ -78,7 +78,9 @@ def test_uneven_masked_batches_equal_the_unmasked_subset():
     mask = (rng.uniform(size=300) > 0.3).astype(np.float32)
     got = streamed(logits, labels, mask, [13, 100, 187])
     keep = mask.astype(bool)
-    expected = streamed(logits[:, keep], labels[keep], np.ones(keep.sum(), np.float32), [keep.sum()])
+    expected = streamed(
+        logits[:, keep], labels[keep], np.ones(keep.sum(), np.float32), [keep.sum()]
+    )
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-7)
     probs = numpy_probs(logits[:, keep].astype(np.float64))
