@@ -271,3 +271,15 @@ def test_cli_unknown_method_is_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("relbench: error: unknown method")
+
+
+def test_corrupt_checkpoint_is_named_and_left_in_place(tmp_path):
+    config = smoke_config(num_epochs=0.25)
+    train_and_evaluate(config, tmp_path)
+    step_dir = max((tmp_path / "checkpoints").iterdir(), key=lambda p: int(p.name))
+    for file in (step_dir / "state").rglob("*"):
+        if file.is_file() and file.stat().st_size > 0:
+            file.write_bytes(b"garbage")
+    with pytest.raises(UsageError, match=rf"checkpoint .*{step_dir.name} cannot be restored"):
+        train_and_evaluate(smoke_config(num_epochs=0.5), tmp_path)
+    assert step_dir.exists()
