@@ -1,4 +1,8 @@
-"""``relbench`` command line: ``relbench train --config FILE[:ARG] --workdir DIR``.
+"""``relbench`` command line.
+
+    relbench train --config FILE[:ARG] --workdir DIR
+    relbench report RUN_DIR [RUN_DIR ...] --out DIR
+    relbench benchmark --workdir DIR     (every method on the embedded sets, then a report)
 
 Config overrides use ml_collections syntax: ``--config.optimizer.learning_rate=0.01``.
 A mistake the user can fix (unknown key, missing dataset, unwritable workdir...) prints
@@ -19,6 +23,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally FILE:ARG.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+_OUT = flags.DEFINE_string("out", None, "report: directory for the leaderboard and figures.")
 
 
 def _train(argv: list[str]) -> None:
@@ -26,15 +31,36 @@ def _train(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if _CONFIG.value is None or _WORKDIR.value is None:
         raise UsageError("train needs --config FILE[:ARG] and --workdir DIR")
+    from relbench.train.evaluation import headline_results
     from relbench.train.loop import train_and_evaluate
     from relbench.train.writers import results_table
 
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    print(results_table(results))
-    print(f"results written to {_WORKDIR.value}/results.json")
+    print(results_table(headline_results(results)))
+    print(f"results written to {_WORKDIR.value}/results.json (every metric and set)")
 
 
-COMMANDS = {"train": _train}
+def _report(argv: list[str]) -> None:
+    if _OUT.value is None or len(argv) < 2:
+        raise UsageError("report needs RUN_DIR [RUN_DIR ...] and --out DIR")
+    from relbench.report import write_report
+
+    written = write_report(argv[1:], _OUT.value)
+    print(f"report written to {written[0]} and {written[1]} ({len(written) - 2} figures)")
+
+
+def _benchmark(argv: list[str]) -> None:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    if _WORKDIR.value is None:
+        raise UsageError("benchmark needs --workdir DIR")
+    from relbench.train.benchmark import run_benchmark
+
+    if run_benchmark(_WORKDIR.value):
+        sys.exit(1)
+
+
+COMMANDS = {"train": _train, "report": _report, "benchmark": _benchmark}
 
 
 def _guarded(command):

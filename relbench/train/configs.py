@@ -61,3 +61,14 @@ def optimizer_config(**overrides) -> ml_collections.ConfigDict:
     if unknown:
         raise UsageError(f"optimizer has no setting '{unknown[0]}'")
     return ml_collections.ConfigDict({**fields, **overrides})
+
+
+def evaluation_config(**overrides) -> ml_collections.ConfigDict:
+    """``config.evaluation``: the evaluation suite, every field of ``EvaluationSettings``."""
+    from relbench.train.evaluation import EvaluationSettings
+
+    fields = {f.name: f.default for f in dataclasses.fields(EvaluationSettings)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise UsageError(f"evaluation has no setting '{unknown[0]}'")
+    return ml_collections.ConfigDict({**fields, **overrides})
