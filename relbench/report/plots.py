@@ -60,14 +60,16 @@ def reliability(rows: Sequence[Row], set_name: str, path: pathlib.Path) -> pathl
         confidence = np.array(diagram["confidence"], float)
         filled = np.isfinite(confidence)
         ax.bar(centres, accuracy, width, color="tab:blue", edgecolor="white", label="accuracy")
+        low = np.minimum(confidence[filled], accuracy[filled])
         ax.bar(
             centres[filled],
-            confidence[filled] - accuracy[filled],
+            np.abs(confidence[filled] - accuracy[filled]),
             width[filled],
-            bottom=accuracy[filled],
-            color="tab:red",
-            alpha=0.3,
-            label="gap",
+            bottom=low,
+            facecolor="none",
+            edgecolor="tab:red",
+            hatch="//",
+            label="gap to confidence",
         )
         ax.plot([0, 1], [0, 1], "k--", lw=1)
         ece = row.first().results[set_name].get("ece", float("nan"))
