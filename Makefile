@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 venv: $(VENV)/.installed
 
 run: venv
-	$(VENV)/bin/relbench train --config experiments/digits_mlp.py --workdir $(WORKDIR)
+	$(VENV)/bin/relbench benchmark --workdir runs/benchmark
 
 test: venv
 	$(PY) -m pytest -q

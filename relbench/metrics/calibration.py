@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from relbench.metrics import ranking
-from relbench.metrics.streaming import Predictions, StreamingMetric
+from relbench.metrics.streaming import Predictions, StreamingMetric, sum_in_chunks
 
 ECE_BINS = 15
 
@@ -151,24 +151,29 @@ def calibration_auc(confidence, correct) -> float:
     return ranking.auroc(confidence, np.asarray(correct) > 0)
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
+def _binned_from_probs(probs, labels, mask, num_bins: int = ECE_BINS):
+    confidence = jnp.max(probs, axis=-1)
+    correct = (jnp.argmax(probs, axis=-1) == labels).astype(jnp.float32)
+    return binned_statistics(confidence, correct, mask, num_bins)
+
+
+def _with_mask(probs, mask) -> np.ndarray:
+    return np.ones(len(probs), np.float32) if mask is None else np.asarray(mask, np.float32)
+
+
 def expected_calibration_error(probs, labels, mask=None, num_bins: int = ECE_BINS) -> float:
     """Equal-width L1 ECE of ``[N, K]`` probabilities and ``[N]`` labels (whole arrays)."""
-    probs = jnp.asarray(probs, jnp.float32)
-    confidence = jnp.max(probs, axis=-1)
-    correct = (jnp.argmax(probs, axis=-1) == jnp.asarray(labels)).astype(jnp.float32)
-    mask = jnp.ones_like(confidence) if mask is None else jnp.asarray(mask, jnp.float32)
-    stats = jax.device_get(binned_statistics(confidence, correct, mask, num_bins))
-    return binned_result({k: np.asarray(v, np.float64) for k, v in stats.items()})["ece"]
+    fn = functools.partial(_binned_from_probs, num_bins=num_bins)
+    stats = sum_in_chunks(fn, np.asarray(probs), np.asarray(labels), _with_mask(probs, mask))
+    return binned_result(stats)["ece"]
 
 
 def classwise_ece(probs, labels, mask=None, num_bins: int = ECE_BINS) -> float:
     """Classwise ECE of ``[N, K]`` probabilities and ``[N]`` labels (whole arrays)."""
-    probs = jnp.asarray(probs, jnp.float32)
-    mask = jnp.ones(probs.shape[:1]) if mask is None else jnp.asarray(mask, jnp.float32)
-    stats = jax.device_get(classwise_statistics(probs, jnp.asarray(labels), mask, num_bins))
-    return classwise_result({k: np.asarray(v, np.float64) for k, v in stats.items()})[
-        "classwise_ece"
-    ]
+    fn = functools.partial(classwise_statistics, num_bins=num_bins)
+    stats = sum_in_chunks(fn, np.asarray(probs), np.asarray(labels), _with_mask(probs, mask))
+    return classwise_result(stats)["classwise_ece"]
 
 
 EQUAL_WIDTH_CALIBRATION = StreamingMetric(

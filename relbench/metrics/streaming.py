@@ -143,10 +143,40 @@ def curves(metrics: Sequence[StreamingMetric], totals: list[dict]) -> dict:
 
 _jit_batch_statistics = jax.jit(batch_statistics, static_argnums=0)
 
+# Whole arrays are summed in chunks of this many examples: float32 sums stay exact to
+# ~1e-7 within a chunk, and the chunks add in float64 on the host.
+CHUNK_SIZE = 1 << 16
+
+
+def _rows(p: Predictions, start: int, stop: int) -> Predictions:
+    return Predictions(
+        logits=p.logits[:, start:stop],
+        log_probs=p.log_probs[start:stop],
+        labels=p.labels[start:stop],
+        mask=p.mask[start:stop],
+        extras={k: v[:, start:stop] for k, v in p.extras.items()},
+    )
+
 
 def evaluate_arrays(
-    metrics: Sequence[StreamingMetric], predictions: Predictions
+    metrics: Sequence[StreamingMetric], predictions: Predictions, chunk_size: int = CHUNK_SIZE
 ) -> dict[str, float]:
-    """Whole-array evaluation: one batch through the streaming path."""
-    stats = jax.device_get(_jit_batch_statistics(tuple(metrics), predictions))
-    return results(metrics, add_statistics(metrics, None, stats))
+    """Whole-array evaluation through the streaming path, ``chunk_size`` rows at a time."""
+    metrics = tuple(metrics)
+    totals = None
+    for start in range(0, max(predictions.labels.shape[0], 1), chunk_size):
+        chunk = _rows(predictions, start, start + chunk_size)
+        stats = jax.device_get(_jit_batch_statistics(metrics, chunk))
+        totals = add_statistics(metrics, totals, stats)
+    return results(metrics, totals)
+
+
+def sum_in_chunks(fn: Callable[..., Statistics], *arrays, chunk_size: int = CHUNK_SIZE):
+    """``fn(*rows)`` summed over chunks of the arrays' leading axis, in float64."""
+    n = len(arrays[0])
+    totals: dict[str, np.ndarray] = {}
+    for start in range(0, max(n, 1), chunk_size):
+        stats = jax.device_get(fn(*(a[start : start + chunk_size] for a in arrays)))
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
+    return totals

@@ -59,7 +59,7 @@ class Table:
                 if not math.isfinite(mean):
                     cells.append(("–", False))
                     continue
-                text = f"{mean:.4f}" + (f" ± {std:.4f}" if n > 1 else "")
+                text = f"{mean:.4g}" + (f" ± {std:.2g}" if n > 1 else "")
                 cells.append((text, best[j] is not None and mean == best[j]))
             out.append(cells)
         return out

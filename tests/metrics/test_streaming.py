@@ -84,3 +84,11 @@ def test_concat_metric_may_not_use_the_mask_key():
     p = predictions(jnp.zeros((1, 2, 2)), jnp.zeros(2, jnp.int32), jnp.ones(2))
     with pytest.raises(ValueError, match="mask"):
         metrics.batch_statistics([metric], p)
+
+
+def test_whole_array_functions_stream_in_chunks():
+    logits, _, labels, mask = make_predictions(2, 2, 90, 4, ties=True)
+    p = predictions(logits, labels, mask)
+    whole = metrics.evaluate_arrays(metrics.IN_DISTRIBUTION, p)
+    chunked = metrics.evaluate_arrays(metrics.IN_DISTRIBUTION, p, chunk_size=40)
+    assert chunked == pytest.approx(whole, rel=1e-5, abs=1e-6, nan_ok=True)
