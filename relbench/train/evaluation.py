@@ -8,6 +8,10 @@ severity of one in-distribution set (``relbench.data.corruptions``), named
 * each OOD set is pooled with the in-distribution reference set (``ood_reference``) for
   the detection metrics (``relbench.metrics.ood``: AUROC, AUPR-in, AUPR-out, FPR@95 per
   uncertainty score, OOD the positive class);
+* where ``tfds_corrupted`` names a prepared TFDS corruption dataset (e.g.
+  ``"cifar10_corrupted"``), its ``{corruption}_{severity}`` configs replace the native
+  corruptions of the same name (``jpeg`` is TFDS's ``jpeg_compression``); a config that
+  is not prepared, and corruptions TFDS lacks, fall back to the native ones (logged);
 * each shift suite gets a family entry in ``results.json`` with the means over its
   corruptions and severities: ``cAcc``, ``cNLL``, ``cECE``, ``cBrier``.
 
@@ -22,6 +26,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from absl import logging
 
 from relbench import data as data_lib
 from relbench import metrics as metrics_lib
@@ -43,6 +48,8 @@ class EvaluationSettings:
       corruptions: corruption names (``relbench.data.corruptions_lib.NAMES``).
       severities: severities, each in 1..5.
       corruption_seed: the seed of the corruptions' random draws.
+      tfds_corrupted: a TFDS corruption dataset used where prepared; empty for none.
+      tfds_data_dir: where it is prepared; empty for TFDS's default.
     """
 
     ood_reference: str = "test"
@@ -51,6 +58,26 @@ class EvaluationSettings:
     corruptions: Sequence[str] = corruptions_lib.NAMES
     severities: Sequence[int] = corruptions_lib.SEVERITIES
     corruption_seed: int = 0
+    tfds_corrupted: str = ""
+    tfds_data_dir: str = ""
+
+
+TFDS_CORRUPTION_NAMES = {"jpeg": "jpeg_compression"}  # native name -> TFDS config prefix
+
+
+def _tfds_shift_set(settings: EvaluationSettings, corruption: str, severity: int):
+    """The TFDS corrupted test set for one corruption and severity, or None."""
+    from relbench.data import tfds as tfds_lib  # imports TFDS: only when asked for
+
+    name = f"{TFDS_CORRUPTION_NAMES.get(corruption, corruption)}_{severity}"
+    try:
+        records = tfds_lib._data_source(  # raises a UsageError if not prepared
+            f"{settings.tfds_corrupted}/{name}", "test", settings.tfds_data_dir or None
+        )
+    except UsageError as error:
+        logging.warning("using native %s/%d: %s", corruption, severity, error)
+        return None
+    return data_lib.EvalSet(tfds_lib.TfdsSource(records))
 
 
 def evaluation_sets(
@@ -71,15 +98,19 @@ def evaluation_sets(
                 f"config.evaluation.shift_source '{settings.shift_source}' is not an "
                 "in-distribution set of the dataset; name one (e.g. 'test')"
             )
-        sets.update(
-            corruptions_lib.corruption_suite(
-                sets[settings.shift_source].source,
-                settings.shift_suite,
-                settings.corruptions,
-                settings.severities,
-                settings.corruption_seed,
-            )
+        native = corruptions_lib.corruption_suite(
+            sets[settings.shift_source].source,
+            settings.shift_suite,
+            settings.corruptions,
+            settings.severities,
+            settings.corruption_seed,
         )
+        for name, eval_set in native.items():
+            _, corruption, severity = corruptions_lib.parse_shift_set_name(name)
+            from_tfds = (
+                _tfds_shift_set(settings, corruption, severity) if settings.tfds_corrupted else None
+            )
+            sets[name] = from_tfds or eval_set
     return sets
 
 

@@ -59,3 +59,34 @@ def test_held_out_digits_are_relabelled_and_checked():
     with pytest.raises(UsageError, match="held_out_classes"):
         data.make("digits", held_out_classes=(11,))
     assert "ood_near" in data.make("two_moons").eval_sets
+
+
+class _Records(list):
+    def __getitems__(self, indices):
+        return [self[i] for i in indices]
+
+
+def test_prepared_tfds_corruptions_replace_native_ones(monkeypatch):
+    from relbench.data import corruptions, tfds
+
+    image = np.full((8, 8, 1), 51, np.uint8)
+    prepared = {"fake_c/jpeg_compression_1": _Records([{"image": image, "label": 3}] * 5)}
+
+    def data_source(name, split, data_dir):
+        assert split == "test" and data_dir is None
+        if name not in prepared:
+            raise UsageError(f"TFDS dataset '{name}' is not prepared")
+        return prepared[name]
+
+    monkeypatch.setattr(tfds, "_data_source", data_source)
+    settings = evaluation.EvaluationSettings(
+        shift_suite="digits_c",
+        corruptions=("jpeg", "contrast"),
+        severities=(1,),
+        tfds_corrupted="fake_c",
+    )
+    sets = evaluation.evaluation_sets(data.make("digits"), settings)
+    assert isinstance(sets["digits_c/jpeg/1"].source, tfds.TfdsSource)
+    batch = sets["digits_c/jpeg/1"].source.read(np.array([0, 4]))
+    np.testing.assert_allclose(batch["input"], 0.2)
+    assert isinstance(sets["digits_c/contrast/1"].source, corruptions.CorruptedSource)
