@@ -18,6 +18,33 @@ from relbench.report.runs import Row, mean_std
 
 HEADLINE_SCORE = "entropy"
 SCORES = ("max_prob", "entropy", "mutual_information", "max_logit", "energy", "variance")
+# (title, metric, higher is better) on the in-distribution reference set.
+TEST_HEADLINE = (
+    ("Acc", "accuracy", True),
+    ("NLL", "nll", False),
+    ("ECE", "ece", False),
+    ("Brier", "brier", False),
+    ("AURC", "aurc", False),
+)
+CALIBRATION = (
+    ("ECE", "ece", False),
+    ("adaptive ECE", "adaptive_ece", False),
+    ("classwise ECE", "classwise_ece", False),
+    ("RMS-CE", "rms_calibration_error", False),
+    ("MCE", "mce", False),
+    ("calibration AUC", "calibration_auc", True),
+    ("Brier reliability", "brier_reliability", False),
+    ("Brier resolution", "brier_resolution", True),
+    ("acc@90% coverage", "accuracy@coverage=0.9", True),
+    ("oracle acc@5% deferred", "oracle_accuracy@deferral=0.05", True),
+)
+DIVERSITY = (
+    ("predictive entropy", "predictive_entropy"),
+    ("expected member entropy", "expected_member_entropy"),
+    ("mutual information", "mutual_information"),
+    ("disagreement", "disagreement"),
+    ("pairwise KL", "pairwise_kl"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +119,7 @@ def shift_families(rows: Sequence[Row]) -> list[str]:
 def tables(experiment: str, rows: Sequence[Row]) -> list[Table]:
     """The headline and detail tables of one experiment (empty tables left out)."""
     test = reference_set(rows)
-    headline = [
-        Column("Acc", test, "accuracy", True),
-        Column("NLL", test, "nll", False),
-        Column("ECE", test, "ece", False),
-        Column("Brier", test, "brier", False),
-        Column("AURC", test, "aurc", False),
-    ]
+    headline = [Column(title, test, metric, up) for title, metric, up in TEST_HEADLINE]
     for family in shift_families(rows):
         headline += [
             Column(f"{family} cAcc", family, "cAcc", True),
@@ -110,18 +131,7 @@ def tables(experiment: str, rows: Sequence[Row]) -> list[Table]:
             Column(f"{name} AUROC", name, f"auroc/{HEADLINE_SCORE}", True),
             Column(f"{name} FPR95", name, f"fpr95/{HEADLINE_SCORE}", False),
         ]
-    calibration = [
-        Column("ECE", test, "ece", False),
-        Column("adaptive ECE", test, "adaptive_ece", False),
-        Column("classwise ECE", test, "classwise_ece", False),
-        Column("RMS-CE", test, "rms_calibration_error", False),
-        Column("MCE", test, "mce", False),
-        Column("calibration AUC", test, "calibration_auc", True),
-        Column("Brier reliability", test, "brier_reliability", False),
-        Column("Brier resolution", test, "brier_resolution", True),
-        Column("acc@90% coverage", test, "accuracy@coverage=0.9", True),
-        Column("oracle acc@5% deferred", test, "oracle_accuracy@deferral=0.05", True),
-    ]
+    calibration = [Column(title, test, metric, up) for title, metric, up in CALIBRATION]
     detection = []
     for name in ood_sets(rows):
         detection += [Column(f"{name} AUROC [{s}]", name, f"auroc/{s}", True) for s in SCORES]
@@ -129,16 +139,7 @@ def tables(experiment: str, rows: Sequence[Row]) -> list[Table]:
             Column(f"{name} AUPR-in", name, f"aupr_in/{HEADLINE_SCORE}", True),
             Column(f"{name} AUPR-out", name, f"aupr_out/{HEADLINE_SCORE}", True),
         ]
-    diversity = [
-        Column(title, test, metric, None)
-        for title, metric in [
-            ("predictive entropy", "predictive_entropy"),
-            ("expected member entropy", "expected_member_entropy"),
-            ("mutual information", "mutual_information"),
-            ("disagreement", "disagreement"),
-            ("pairwise KL", "pairwise_kl"),
-        ]
-    ]
+    diversity = [Column(title, test, metric, None) for title, metric in DIVERSITY]
     out = [
         Table(f"{experiment}: leaderboard", tuple(headline), tuple(rows)),
         Table(
