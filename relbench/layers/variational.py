@@ -240,11 +240,31 @@ def estimate(
 # ---------------------------------------------------------- Linen plumbing
 
 
-def _posterior(
-    module: nn.Module, shape: Sequence[int], loc_init: Initializer, stddev_init: float
-) -> tuple[Array, Array]:
-    loc = module.param("kernel_loc", loc_init, tuple(shape), jnp.float32)
-    raw = module.param("kernel_raw_scale", raw_scale_init(stddev_init), tuple(shape), jnp.float32)
+@dataclasses.dataclass(frozen=True)
+class VariationalSpec:
+    """How a layer's kernel is variational: one record shared by dense, conv and LSTM.
+
+    Attributes:
+      estimator: ``"reparameterization"`` or ``"flipout"`` (the LSTM cell always
+        reparameterizes, once per sequence).
+      prior: the kernel prior (``NormalPrior`` or ``ScaleMixturePrior``).
+      stddev_init: initial posterior stddev of every weight.
+      kernel_init: initializer of the posterior mean.
+      rng_stream: the Flax RNG stream the weight noise comes from.
+    """
+
+    estimator: str = "flipout"
+    prior: Any = NormalPrior()
+    stddev_init: float = 1e-3
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    rng_stream: str = RNG_STREAM
+
+
+def _posterior(module: nn.Module, spec: VariationalSpec, shape: Sequence[int]):
+    loc = module.param("kernel_loc", spec.kernel_init, tuple(shape), jnp.float32)
+    raw = module.param(
+        "kernel_raw_scale", raw_scale_init(spec.stddev_init), tuple(shape), jnp.float32
+    )
     return loc, posterior_scale(raw)
 
 
@@ -269,7 +289,7 @@ def _record_kl(module: nn.Module, prior: Prior, loc: Array, scale: Array, sample
     )
 
 
-def _sample_and_apply(
+def _variational_linear(
     module: nn.Module,
     apply_kernel: ApplyKernel,
     inputs: Array,
@@ -277,15 +297,20 @@ def _sample_and_apply(
     sign_shapes: tuple[Sequence[int], Sequence[int]],
     deterministic: bool,
 ) -> Array:
-    loc, scale = _posterior(module, kernel_shape, module.kernel_init, module.stddev_init)
+    """The body of a variational dense/conv layer: sample, record the KL, estimate,
+    add the bias."""
+    spec = module.variational
+    loc, scale = _posterior(module, spec, kernel_shape)
     if deterministic:
-        return apply_kernel(inputs, loc)
-    noise_key, sign_key = jax.random.split(_weight_key(module, module.rng_stream))
-    perturbation = gaussian_perturbation(noise_key, scale)
-    _record_kl(module, module.prior, loc, scale, loc + perturbation)
-    return estimate(
-        module.estimator, apply_kernel, inputs, loc, perturbation, sign_key, sign_shapes
-    )
+        y = apply_kernel(inputs, loc)
+    else:
+        noise_key, sign_key = jax.random.split(_weight_key(module, spec.rng_stream))
+        perturbation = gaussian_perturbation(noise_key, scale)
+        _record_kl(module, spec.prior, loc, scale, loc + perturbation)
+        y = estimate(spec.estimator, apply_kernel, inputs, loc, perturbation, sign_key, sign_shapes)
+    if module.use_bias:
+        y = y + module.param("bias", module.bias_init, (module.features,), jnp.float32)
+    return y
 
 
 class VariationalDense(nn.Module):
@@ -293,38 +318,23 @@ class VariationalDense(nn.Module):
 
     Attributes:
       features: output width.
-      estimator: ``"reparameterization"`` or ``"flipout"``.
-      prior: the kernel prior (``NormalPrior`` or ``ScaleMixturePrior``).
-      stddev_init: initial posterior stddev of every weight.
+      variational: the estimator, prior and posterior initialization.
       use_bias: add a (point-estimate) bias.
-      kernel_init: initializer of the posterior mean.
-      rng_stream: the Flax RNG stream the weight noise comes from.
     """
 
     features: int
-    estimator: str = "flipout"
-    prior: Any = NormalPrior()
-    stddev_init: float = 1e-3
+    variational: VariationalSpec = VariationalSpec()
     use_bias: bool = True
-    kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros_init()
-    rng_stream: str = RNG_STREAM
 
     @nn.compact
     def __call__(self, inputs: Array, deterministic: bool = False) -> Array:
         """``[..., D_in] -> [..., features]``; ``deterministic``: use the posterior mean."""
         out_shape = inputs.shape[:-1] + (self.features,)
-        y = _sample_and_apply(
-            self,
-            matmul_kernel,
-            inputs,
-            (inputs.shape[-1], self.features),
-            (inputs.shape, out_shape),
-            deterministic,
+        kernel_shape = (inputs.shape[-1], self.features)
+        return _variational_linear(
+            self, matmul_kernel, inputs, kernel_shape, (inputs.shape, out_shape), deterministic
         )
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        return y
 
 
 class VariationalConv(nn.Module):
@@ -336,21 +346,16 @@ class VariationalConv(nn.Module):
       kernel_size: the window, e.g. ``(3, 3)``.
       strides: an int or one per spatial dimension.
       padding: ``"SAME"``, ``"VALID"`` or ``[(low, high), ...]``.
-      estimator, prior, stddev_init, use_bias, kernel_init, bias_init, rng_stream: as
-        in ``VariationalDense``.
+      variational, use_bias, bias_init: as in ``VariationalDense``.
     """
 
     features: int
     kernel_size: Sequence[int] = (3, 3)
     strides: int | Sequence[int] = 1
     padding: str | Sequence[tuple[int, int]] = "SAME"
-    estimator: str = "flipout"
-    prior: Any = NormalPrior()
-    stddev_init: float = 1e-3
+    variational: VariationalSpec = VariationalSpec()
     use_bias: bool = True
-    kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros_init()
-    rng_stream: str = RNG_STREAM
 
     @nn.compact
     def __call__(self, inputs: Array, deterministic: bool = False) -> Array:
@@ -359,41 +364,39 @@ class VariationalConv(nn.Module):
         strides = (self.strides,) * len(window) if isinstance(self.strides, int) else self.strides
         padding = self.padding if isinstance(self.padding, str) else tuple(self.padding)
         ones = (1,) * len(window)
-        y = _sample_and_apply(
+        batch, channels = inputs.shape[0], inputs.shape[-1]
+        return _variational_linear(
             self,
             conv_kernel(strides, padding),
             inputs,
-            window + (inputs.shape[-1], self.features),
-            ((inputs.shape[0], *ones, inputs.shape[-1]), (inputs.shape[0], *ones, self.features)),
+            window + (channels, self.features),
+            ((batch, *ones, channels), (batch, *ones, self.features)),  # per example, channel
             deterministic,
         )
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        return y
 
 
 class DenseReparameterization(VariationalDense):
     """``VariationalDense`` with the reparameterization estimator."""
 
-    estimator: str = "reparameterization"
+    variational: VariationalSpec = VariationalSpec(estimator="reparameterization")
 
 
 class DenseFlipout(VariationalDense):
     """``VariationalDense`` with the Flipout estimator."""
 
-    estimator: str = "flipout"
+    variational: VariationalSpec = VariationalSpec(estimator="flipout")
 
 
 class ConvReparameterization(VariationalConv):
     """``VariationalConv`` with the reparameterization estimator."""
 
-    estimator: str = "reparameterization"
+    variational: VariationalSpec = VariationalSpec(estimator="reparameterization")
 
 
 class ConvFlipout(VariationalConv):
     """``VariationalConv`` with the Flipout estimator."""
 
-    estimator: str = "flipout"
+    variational: VariationalSpec = VariationalSpec(estimator="flipout")
 
 
 # --------------------------------------------------------------------- LSTM cell
@@ -429,18 +432,16 @@ class LSTMCellReparameterization(nn.RNNCellBase):
 
     Attributes:
       features: hidden size H.
-      prior, stddev_init, kernel_init, bias_init, rng_stream: as in
-        ``VariationalDense``.
+      variational: prior, posterior initialization and RNG stream (its estimator is
+        not used: the kernel is reparameterized once per sequence).
+      bias_init: initializer of the (point-estimate) bias.
       deterministic: use the posterior-mean kernel (no RNG needed).
       gate_fn, activation_fn: the gate and cell nonlinearities.
     """
 
     features: int
-    prior: Any = NormalPrior()
-    stddev_init: float = 1e-3
-    kernel_init: Initializer = nn.initializers.lecun_normal()
+    variational: VariationalSpec = VariationalSpec(estimator="reparameterization")
     bias_init: Initializer = nn.initializers.zeros_init()
-    rng_stream: str = RNG_STREAM
     deterministic: bool = False
     gate_fn: Callable[[Array], Array] = jax.nn.sigmoid
     activation_fn: Callable[[Array], Array] = jnp.tanh
@@ -450,7 +451,7 @@ class LSTMCellReparameterization(nn.RNNCellBase):
         """``((c, h, key), x [B, D_in]) -> ((c', h', key), h' [B, H])``."""
         c, h, key = carry
         shape = (inputs.shape[-1] + self.features, 4 * self.features)
-        loc, scale = _posterior(self, shape, self.kernel_init, self.stddev_init)
+        loc, scale = _posterior(self, self.variational, shape)
         bias = self.param("bias", self.bias_init, (4 * self.features,), jnp.float32)
         kernel = loc if self.deterministic else loc + gaussian_perturbation(key, scale)
         c, h = lstm_step(
@@ -467,12 +468,13 @@ class LSTMCellReparameterization(nn.RNNCellBase):
         zeros = jnp.zeros(input_shape[:-1] + (self.features,), jnp.float32)
         if self.deterministic:
             return zeros, zeros, rng
-        key = _weight_key(self, self.rng_stream)
+        key = _weight_key(self, self.variational.rng_stream)
         params = self.variables.get("params", {})
         if "kernel_loc" in params:  # absent only while the cell is being initialized
             loc = params["kernel_loc"]
             scale = posterior_scale(params["kernel_raw_scale"])
-            _record_kl(self, self.prior, loc, scale, loc + gaussian_perturbation(key, scale))
+            sample = loc + gaussian_perturbation(key, scale)
+            _record_kl(self, self.variational.prior, loc, scale, sample)
         return zeros, zeros, key
 
     @property

@@ -121,15 +121,15 @@ def make(
         )
     if num_samples < 1:
         raise UsageError(f"variational num_samples must be >= 1, got {num_samples}")
-    kwargs = {
-        "estimator": estimator,
-        "prior": make_prior(prior, prior_scale, mixture_weight, mixture_scale2),
-        "stddev_init": stddev_init,
-    }
-    dense = functools.partial(vl.VariationalDense, **kwargs)
+    spec = vl.VariationalSpec(
+        estimator=estimator,
+        prior=make_prior(prior, prior_scale, mixture_weight, mixture_scale2),
+        stddev_init=stddev_init,
+    )
+    dense = functools.partial(vl.VariationalDense, variational=spec)
     types = {
         "dense": dense,
-        "conv": functools.partial(vl.VariationalConv, **kwargs),
+        "conv": functools.partial(vl.VariationalConv, variational=spec),
         "head": functools.partial(DenseHead, dense=dense),
     }
     streams = ("dropout", vl.RNG_STREAM)

@@ -230,7 +230,7 @@ def _binary(op: Callable[[Any, Any], Any], reflected: bool) -> Callable:
     return lambda self, other: op(self.value, _value(other))
 
 
-_BINARY = {
+_OPERATORS = {
     "add": jnp.add,
     "sub": jnp.subtract,
     "mul": jnp.multiply,
@@ -242,25 +242,19 @@ _BINARY = {
     "and": jnp.bitwise_and,
     "or": jnp.bitwise_or,
     "xor": jnp.bitwise_xor,
-}
-for _name, _op in _BINARY.items():
-    setattr(RandomVariable, f"__{_name}__", _binary(_op, reflected=False))
-    setattr(RandomVariable, f"__r{_name}__", _binary(_op, reflected=True))
-for _name, _op in {
     "lt": jnp.less,
     "le": jnp.less_equal,
     "gt": jnp.greater,
     "ge": jnp.greater_equal,
     "eq": jnp.equal,
     "ne": jnp.not_equal,
-}.items():
+}
+_COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")  # no reflected forms
+for _name, _op in _OPERATORS.items():
     setattr(RandomVariable, f"__{_name}__", _binary(_op, reflected=False))
-for _name, _op in {
-    "neg": jnp.negative,
-    "pos": jnp.positive,
-    "abs": jnp.abs,
-    "invert": jnp.invert,
-}.items():
+    if _name not in _COMPARISONS:
+        setattr(RandomVariable, f"__r{_name}__", _binary(_op, reflected=True))
+for _name, _op in {"neg": jnp.negative, "pos": jnp.positive, "abs": jnp.abs}.items():
     setattr(RandomVariable, f"__{_name}__", lambda self, _op=_op: _op(self.value))
 
 

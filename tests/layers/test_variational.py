@@ -105,7 +105,7 @@ def test_flipout_per_example_kernels_match_explicit_kernels():
 
 @pytest.mark.parametrize("estimator", vl.ESTIMATORS)
 def test_dense_module_mean_equals_deterministic_dense(estimator):
-    layer = vl.VariationalDense(3, estimator=estimator, stddev_init=0.2)
+    layer = vl.VariationalDense(3, vl.VariationalSpec(estimator, stddev_init=0.2))
     x = _normal(KEY, (4, 5))
     variables = layer.init(KEY, x)
     params = variables["params"]
@@ -122,7 +122,8 @@ def test_dense_module_mean_equals_deterministic_dense(estimator):
 
 @pytest.mark.parametrize("estimator", vl.ESTIMATORS)
 def test_conv_module_deterministic_equals_flax_conv(estimator):
-    layer = vl.VariationalConv(4, (3, 3), strides=2, padding="SAME", estimator=estimator)
+    spec = vl.VariationalSpec(estimator)
+    layer = vl.VariationalConv(4, (3, 3), strides=2, padding="SAME", variational=spec)
     x = _normal(KEY, (2, 7, 7, 3))
     variables = layer.init(KEY, x)
     p = variables["params"]
@@ -158,7 +159,7 @@ def test_missing_rng_stream_is_a_usage_error():
     with pytest.raises(UsageError, match="'variational' RNG stream"):
         layer.apply(variables, jnp.ones((1, 2)))
     with pytest.raises(UsageError, match="unknown estimator"):
-        vl.VariationalDense(3, estimator="local").apply(
+        vl.VariationalDense(3, vl.VariationalSpec("local")).apply(
             variables, jnp.ones((1, 2)), rngs={"variational": KEY}
         )
 
@@ -171,7 +172,8 @@ def test_flipout_gradient_variance_is_lower_than_reparameterization():
     y = x @ _normal(k2, (8, 4))
     variances = {}
     for estimator in vl.ESTIMATORS:
-        layer = vl.VariationalDense(4, estimator=estimator, stddev_init=0.5, use_bias=False)
+        spec = vl.VariationalSpec(estimator, stddev_init=0.5)
+        layer = vl.VariationalDense(4, spec, use_bias=False)
         params = layer.init(k3, x)["params"]
 
         def loss(params, key, layer=layer):
