@@ -35,7 +35,7 @@ from relbench.layers.heads import DenseHead
 from relbench.methods.method import LossFn, Method, sampled_predict
 from relbench.metrics.predictive import predictive_log_probs
 
-LAYERS = ("dense", "conv", "head")
+LAYERS = ("dense", "conv", "head", "cell")
 PRIORS = ("normal", "scale_mixture")
 
 
@@ -104,7 +104,9 @@ def make(
     prior_scale, mixture_weight, mixture_scale2: the prior's parameters.
     stddev_init: initial posterior stddev of every weight.
     layers: which of the model's layer fields become variational: ``"dense"``,
-      ``"conv"`` (models with convolutions), ``"head"``.
+      ``"conv"`` (models with convolutions), ``"head"``, ``"cell"`` (recurrent models:
+      the Bayesian LSTM cell, which reparameterizes once per sequence whatever the
+      estimator).
     num_samples: M, posterior samples at test time.
     kl_annealing_steps: linear KL warm-up length in steps (0: none).
     """
@@ -131,6 +133,7 @@ def make(
         "dense": dense,
         "conv": functools.partial(vl.VariationalConv, variational=spec),
         "head": functools.partial(DenseHead, dense=dense),
+        "cell": functools.partial(vl.LSTMCellReparameterization, variational=spec),
     }
     streams = ("dropout", vl.RNG_STREAM)
     return Method(

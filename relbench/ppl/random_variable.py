@@ -81,7 +81,8 @@ def seed(key: jax.Array) -> Iterator[None]:
     other variables are added, removed or conditioned on); unnamed variables are keyed
     by their order. Scopes nest; the innermost wins.
     """
-    if not jnp.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+    dtype = getattr(key, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jax.dtypes.prng_key):
         raise UsageError(
             "ppl.seed needs a typed key; pass jax.random.key(seed), not a raw uint32 key"
         )

@@ -100,7 +100,7 @@ def test_bad_hyperparameters_are_usage_errors():
         methods.make("variational", prior="laplace")
     with pytest.raises(UsageError, match="unknown variational estimator"):
         methods.make("variational", estimator="local")
-    with pytest.raises(UsageError, match="subset of dense, conv, head"):
+    with pytest.raises(UsageError, match="subset of dense, conv, head, cell"):
         methods.make("variational", layers=("dense", "lstm"))
     with pytest.raises(UsageError, match="prior_stddev"):
         methods.make("variational", prior_stddev=1.0)
