@@ -425,10 +425,10 @@ class LSTMCellReparameterization(nn.RNNCellBase):
     """A Bayesian LSTM cell: mean-field Gaussian kernel, one weight sample per sequence.
 
     Follows ``flax.linen``'s cell interface, so ``nn.RNN(cell)`` (with its default
-    settings) or a Python loop unrolls it. The carry is ``(c, h, key)``:
-    ``initialize_carry`` draws ``key`` from the ``"variational"`` stream and sows the
-    KL of the weights that key selects; every step rebuilds the same kernel
-    ``loc + scale * N(0, I; key)`` from it.
+    settings, ``seq_lengths`` included) or a Python loop unrolls it. The carry is
+    ``(c, h, keys)``: ``initialize_carry`` draws one key from the ``"variational"``
+    stream (copied per example, ``keys [*batch]``) and sows the KL of the weights it
+    selects; every step rebuilds the same kernel ``loc + scale * N(0, I; key)``.
 
     Attributes:
       features: hidden size H.
@@ -448,26 +448,31 @@ class LSTMCellReparameterization(nn.RNNCellBase):
 
     @nn.compact
     def __call__(self, carry, inputs: Array):
-        """``((c, h, key), x [B, D_in]) -> ((c', h', key), h' [B, H])``."""
-        c, h, key = carry
+        """``((c, h, keys), x [B, D_in]) -> ((c', h', keys), h' [B, H])``."""
+        c, h, keys = carry
         shape = (inputs.shape[-1] + self.features, 4 * self.features)
         loc, scale = _posterior(self, self.variational, shape)
         bias = self.param("bias", self.bias_init, (4 * self.features,), jnp.float32)
-        kernel = loc if self.deterministic else loc + gaussian_perturbation(key, scale)
+        if self.deterministic:
+            kernel = loc
+        else:
+            key = keys.reshape(-1)[0]  # one key per batch of sequences, copied per example
+            kernel = loc + gaussian_perturbation(key, scale)
         c, h = lstm_step(
             (c, h), inputs, kernel, bias, gate_fn=self.gate_fn, activation_fn=self.activation_fn
         )
-        return (c, h, key), h
+        return (c, h, keys), h
 
     def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]):
         """Zero state for inputs ``[*batch, D_in]``, and this sequence's weight key.
 
-        ``rng`` only fills the key slot when ``deterministic``; sampled weights use
-        the ``"variational"`` stream, so ``nn.RNN``'s fixed default key is harmless.
+        ``rng`` is unused: sampled weights come from the ``"variational"`` stream, so
+        ``nn.RNN``'s fixed default key is harmless.
         """
-        zeros = jnp.zeros(input_shape[:-1] + (self.features,), jnp.float32)
-        if self.deterministic:
-            return zeros, zeros, rng
+        batch = input_shape[:-1]
+        zeros = jnp.zeros(batch + (self.features,), jnp.float32)
+        if self.deterministic:  # nothing is sampled: the key slot holds zeros
+            return zeros, zeros, jnp.zeros(batch, jnp.uint32)
         key = _weight_key(self, self.variational.rng_stream)
         params = self.variables.get("params", {})
         if "kernel_loc" in params:  # absent only while the cell is being initialized
@@ -475,7 +480,9 @@ class LSTMCellReparameterization(nn.RNNCellBase):
             scale = posterior_scale(params["kernel_raw_scale"])
             sample = loc + gaussian_perturbation(key, scale)
             _record_kl(self, self.variational.prior, loc, scale, sample)
-        return zeros, zeros, key
+        # Every carry leaf has the batch dimensions (nn.RNN selects final carries per
+        # example by them), so the one key is copied per example: [] -> [*batch].
+        return zeros, zeros, jnp.broadcast_to(key, batch)
 
     @property
     def num_feature_axes(self) -> int:

@@ -59,6 +59,8 @@ def test_nn_rnn_matches_python_loop_and_numpy_reference(setup):
     (_, _, loop_key), loop_ys = PythonLoop().apply({"params": {"cell": params}}, xs, rngs=rngs)
     np.testing.assert_allclose(ys, loop_ys, atol=1e-6)
     np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(loop_key))
+    assert key.shape == (B,) and bool(jnp.all(key == key[0]))  # one key, per example
+    key = key[0]
     # One kernel for all steps: the one the carried key selects.
     scale = vl.posterior_scale(params["kernel_raw_scale"])
     kernel = params["kernel_loc"] + vl.gaussian_perturbation(key, scale)
@@ -68,6 +70,16 @@ def test_nn_rnn_matches_python_loop_and_numpy_reference(setup):
     # A different sequence key gives different weights.
     other = rnn.apply({"params": {"cell": params}}, xs, rngs={"variational": jax.random.key(5)})
     assert not np.allclose(other[1], ys, atol=1e-3)
+
+
+def test_padded_sequences_end_at_their_lengths(setup):
+    xs, params = setup
+    rngs = {"variational": jax.random.key(4)}
+    rnn = nn.RNN(vl.LSTMCellReparameterization(H), return_carry=True)
+    (_, h, _), ys = rnn.apply(
+        {"params": {"cell": params}}, xs, seq_lengths=jnp.array([3, 5]), rngs=rngs
+    )
+    np.testing.assert_allclose(h, jnp.stack([ys[0, 2], ys[1, 4]]), atol=1e-6)
 
 
 def test_deterministic_cell_uses_the_posterior_mean(setup):
