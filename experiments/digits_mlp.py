@@ -19,7 +19,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict(
         {"name": "mlp", "hidden_sizes": (256, 256), "dropout_rate": 0.0, "ensemble_size": 1}
     )
-    config.method = method_config(options.method)
+    # sngp: an RBF length scale matched to the spectral-normalized features' scale.
+    overrides = {"kernel_scale": 0.25} if options.method == "sngp" else {}
+    config.method = method_config(options.method, **overrides)
     if options.method == "mc_dropout":
         del config.model.dropout_rate  # set by the method
     config.optimizer = optimizer_config(

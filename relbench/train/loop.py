@@ -35,6 +35,7 @@ from relbench.methods.method import rng_dict
 from relbench.registry import check_kwargs
 from relbench.train import optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
+from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
 
@@ -311,6 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
         writer.write_results(results)
+        run_probes(exp, state, eval_key, mesh, workdir, is_writer)
     finally:
         bar.close()
         writer.close()
