@@ -96,11 +96,19 @@ def bound_kernel(kernel: jax.Array, sigma: jax.Array, norm_bound: float) -> jax.
     return kernel / jnp.maximum(1.0, sigma / norm_bound)
 
 
-def _check_bound(norm_bound: float, num_iterations: int) -> None:
-    if not norm_bound > 0:
-        raise UsageError(f"spectral norm_bound must be > 0, got {norm_bound}")
-    if num_iterations < 1:
-        raise UsageError(f"spectral num_iterations must be >= 1, got {num_iterations}")
+def _train_flag(module: nn.Module, train: bool | None) -> bool:
+    """Checks the module's settings; ``train`` from the field or the call, not both."""
+    if not module.norm_bound > 0:
+        raise UsageError(f"spectral norm_bound must be > 0, got {module.norm_bound}")
+    if module.num_iterations < 1:
+        raise UsageError(f"spectral num_iterations must be >= 1, got {module.num_iterations}")
+    return nn.merge_param("train", module.train, train)
+
+
+def _add_bias(module: nn.Module, y: jax.Array) -> jax.Array:
+    if not module.use_bias:
+        return y
+    return y + module.param("bias", module.bias_init, (module.features,))
 
 
 def _init_u(module: nn.Module, shape: tuple[int, ...], dtype) -> nn.Variable:
@@ -152,8 +160,7 @@ class SpectralNormDense(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool | None = None) -> jax.Array:
-        _check_bound(self.norm_bound, self.num_iterations)
-        train = nn.merge_param("train", self.train, train)
+        train = _train_flag(self, train)
         in_features = inputs.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (in_features, self.features))
         kernel = _bounded(
@@ -164,10 +171,7 @@ class SpectralNormDense(nn.Module):
             (1, self.features),
             train,
         )
-        y = inputs @ kernel
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,))
-        return y
+        return _add_bias(self, inputs @ kernel)
 
 
 def _conv_dimension_numbers(rank: int) -> lax.ConvDimensionNumbers:
@@ -227,8 +231,7 @@ class SpectralNormConv(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool | None = None) -> jax.Array:
-        _check_bound(self.norm_bound, self.num_iterations)
-        train = nn.merge_param("train", self.train, train)
+        train = _train_flag(self, train)
         kernel_size = tuple(self.kernel_size)
         rank = len(kernel_size)
         if inputs.ndim != rank + 2:
@@ -259,7 +262,4 @@ class SpectralNormConv(nn.Module):
         example = jax.ShapeDtypeStruct((1, *inputs.shape[1:]), kernel.dtype)
         output_shape = jax.eval_shape(conv, example, kernel).shape
         kernel = _bounded(self, kernel, conv, example, output_shape, train)
-        y = conv(inputs, kernel)
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,))
-        return y
+        return _add_bias(self, conv(inputs, kernel))
