@@ -27,6 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = optimizer_config(
         name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, warmup_steps=20
     )
+    if options.method == "sngp":  # the GP head's small random features train faster with adam
+        config.optimizer.update(name="adam", learning_rate=2e-3, weight_decay=0.0)
     config.train = ml_collections.ConfigDict(
         {
             "global_batch_size": 64,
