@@ -22,11 +22,11 @@ run: venv
 	$(VENV)/bin/relbench benchmark --workdir $(WORKDIR)
 
 test: venv
-	$(VENV)/bin/ruff check relbench tests experiments benchmarks
+	$(VENV)/bin/ruff check relbench tests experiments benchmarks examples
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check relbench tests experiments benchmarks
+	$(VENV)/bin/ruff check relbench tests experiments benchmarks examples
 	$(VENV)/bin/ruff format --check relbench tests experiments benchmarks
 
 clean:

@@ -22,15 +22,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     # Digits 8 and 9 never appear in training: they are the near-OOD set `ood_heldout`.
     config.dataset = ml_collections.ConfigDict({"name": "digits", "held_out_classes": (8, 9)})
-    config.model = ml_collections.ConfigDict(
-        {"name": "mlp", "hidden_sizes": (256, 256), "dropout_rate": 0.0, "ensemble_size": 1}
-    )
-    config.method = method_config(options.method)
-    if options.method == "mc_dropout":
-        del config.model.dropout_rate  # set by the method
+    # Only the widths: methods set the layer types, dropout rate and member count.
+    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (256, 256)})
+    # sngp: an RBF length scale matched to the spectral-normalized features' scale.
+    overrides = {"kernel_scale": 0.25} if options.method == "sngp" else {}
+    config.method = method_config(options.method, **overrides)
     config.optimizer = optimizer_config(
         name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, warmup_steps=20
     )
+    if options.method == "sngp":  # the GP head's small random features train faster with adam
+        config.optimizer.update(name="adam", learning_rate=2e-3, weight_decay=0.0)
     config.train = ml_collections.ConfigDict(
         {
             "global_batch_size": 64,

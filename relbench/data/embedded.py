@@ -2,7 +2,8 @@
 
 * ``two_moons``: scikit-learn's two interleaving half circles, with OOD sets on rings
   around them: ``ood_far`` (radius 3-5 from the data's centre, the classic
-  distance-awareness picture) and ``ood_near`` (radius 2-2.5, just outside the data).
+  distance-awareness picture) and ``ood_near`` (radius 2-2.5, just outside the data);
+  a run on it also draws its predictive uncertainty over the plane (``data.plots``).
 * ``digits``: scikit-learn's 1,797 8x8 handwritten digits, pixel values scaled to
   [0, 1], in a fixed 70/10/20 train/validation/test split. OOD sets: ``ood_noise``
   (uniform-noise images, far) and, when ``held_out_classes`` is set, ``ood_heldout``
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import datasets as sklearn_datasets
 
+from relbench.data.plots import uncertainty_surface
 from relbench.data.sources import ArraySource, Dataset, EvalSet, split_by_fraction
 from relbench.errors import UsageError
 
@@ -38,8 +40,13 @@ def two_moons(
     num_ood: int = 500,
     ood_radius: tuple[float, float] = (3.0, 5.0),
     near_ood_radius: tuple[float, float] = (2.0, 2.5),
+    plot_resolution: int = 100,
 ) -> Dataset:
-    """Two moons in the plane; the OOD sets lie on annuli around the data's centre."""
+    """Two moons in the plane; the OOD sets lie on annuli around the data's centre.
+
+    ``plot_resolution`` > 0 adds the probe ``uncertainty_surface`` (a
+    ``plot_resolution``-square grid over the data and the OOD rings); 0 draws nothing.
+    """
     x, y = sklearn_datasets.make_moons(num_train + num_test, noise=noise, random_state=0)
     train, test = split_by_fraction(
         _examples(x, y), [num_train / len(x), num_test / len(x)], _SPLIT_SEED
@@ -54,11 +61,21 @@ def two_moons(
 
     far = annulus(ood_radius)
     near = annulus(near_ood_radius)
+    extent = ood_radius[1] + 0.5
+    bounds = (centre[0] - extent, centre[0] + extent, centre[1] - extent, centre[1] + extent)
+    probes = ()
+    if plot_resolution > 0:
+        points = train.arrays
+        surface = uncertainty_surface(
+            "uncertainty_surface", bounds, plot_resolution, points["input"], points["label"]
+        )
+        probes = (surface,)
     return Dataset(
         train=train,
         eval_sets={"test": EvalSet(test), "ood_far": _ood(far), "ood_near": _ood(near)},
         num_classes=2,
         input_shape=(2,),
+        probes=probes,
     )
 
 

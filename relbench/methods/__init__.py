@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from relbench.methods import deterministic, mc_dropout, variational
+from relbench.methods import deterministic, mc_dropout, sngp, variational
 from relbench.methods.method import Method
 from relbench.registry import Registry
 
@@ -14,6 +14,7 @@ METHODS = Registry(
     {
         "deterministic": deterministic.make,
         "mc_dropout": mc_dropout.make,
+        "sngp": sngp.make,
         "variational": variational.make,
     },
 )

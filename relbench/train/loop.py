@@ -37,6 +37,7 @@ from relbench.registry import check_kwargs
 from relbench.train import evaluation, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
 from relbench.train.prefetch import DevicePrefetch
+from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
 
@@ -338,6 +339,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         writer.write_results(results)
         if is_writer:
             (workdir / "curves.json").write_text(json.dumps(curves) + "\n")
+        run_probes(exp, state, eval_key, mesh, workdir, is_writer)
     finally:
         device_batches.close()
         bar.close()
