@@ -104,7 +104,18 @@ OUT_OF_DISTRIBUTION = (OOD_CONFIDENCE,)
 
 
 def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
-    """The metrics reported for an evaluation set: the one place this is decided."""
+    """The metrics reported for an evaluation set: the one place this is decided.
+
+    Classification sets also get the soft-label scores, which report only for sets
+    whose batches carry soft labels.
+    """
+    # Imported here: both modules build on this one.
+    from relbench.metrics import regression, soft_labels
+
+    if task == "regression":
+        if is_ood:
+            return regression.REGRESSION_OUT_OF_DISTRIBUTION
+        return regression.REGRESSION_IN_DISTRIBUTION
     if task != "classification":
-        raise ValueError(f"no metric suite for task '{task}'")
-    return OUT_OF_DISTRIBUTION if is_ood else IN_DISTRIBUTION
+        raise ValueError(f"no metric suite for task '{task}'; use classification or regression")
+    return OUT_OF_DISTRIBUTION if is_ood else (*IN_DISTRIBUTION, soft_labels.SOFT_LABEL_SCORES)

@@ -26,6 +26,12 @@ class Predictions:
       labels: ``[B]`` integer labels (``-1`` for OOD examples).
       mask: ``[B]`` 1.0 for real examples, 0.0 for padding.
       extras: the model's extra outputs (e.g. GP variance), each ``[B, ...]``.
+      soft_labels: ``[B, K]`` a distribution over classes per example (raters' votes),
+        or None where the set has none (``metrics.soft_labels``).
+
+    For regression (``metrics.regression``), ``logits`` are the ``[M, B, O]`` member
+    means, ``extras["variance"]`` their ``[M, B, O]`` variances and ``labels`` the
+    ``[B, O]`` float targets.
     """
 
     logits: jax.Array
@@ -33,6 +39,7 @@ class Predictions:
     labels: jax.Array
     mask: jax.Array
     extras: Mapping[str, jax.Array] = dataclasses.field(default_factory=dict)
+    soft_labels: jax.Array | None = None
 
 
 Statistics = dict[str, jax.Array]

@@ -1,0 +1,48 @@
+"""Gaussian regression with an MLP: the 1-D heteroscedastic toy or the diabetes data.
+
+    relbench train --config experiments/regression_mlp.py:mc_dropout --workdir runs/toy
+    relbench train --config experiments/regression_mlp.py:deterministic \
+        --config.dataset.name=diabetes --workdir runs/diabetes
+
+``arg``: ``METHOD[,smoke]`` (default ``deterministic``), a method with a
+``likelihood`` hyperparameter; it is set to ``"gaussian"`` (a mean-and-variance head
+and the Gaussian NLL). Metrics: NLL, RMSE, CRPS and interval coverage (in units of
+the target). Hardware: one CPU, well under a minute on 2 cores.
+"""
+
+import ml_collections
+
+from relbench.train.configs import method_config, optimizer_config, parse_arg
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    options = parse_arg(arg)
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dataset = ml_collections.ConfigDict({"name": "heteroscedastic_toy"})
+    config.model = ml_collections.ConfigDict(
+        {"name": "mlp", "hidden_sizes": (64, 64), "dropout_rate": 0.0, "ensemble_size": 1}
+    )
+    config.method = method_config(options.method, likelihood="gaussian")
+    if options.method == "mc_dropout":
+        del config.model.dropout_rate  # set by the method
+    config.optimizer = optimizer_config(name="adam", learning_rate=3e-3, warmup_steps=0)
+    config.train = ml_collections.ConfigDict(
+        {
+            "global_batch_size": 64,
+            "num_epochs": 40.0,
+            "log_every_steps": 50,
+            "checkpoint_every_steps": 500,
+            "max_checkpoints_to_keep": 2,
+            "eval_batch_size": 256,
+        }
+    )
+    if options.smoke:
+        config.train.num_epochs = 0.25
+        config.train.log_every_steps = 2
+        config.train.checkpoint_every_steps = 4
+        config.train.global_batch_size = 32
+        config.train.eval_batch_size = 64
+        config.model.hidden_sizes = (16,)
+    config.lock()
+    return config

@@ -1,0 +1,215 @@
+"""The heteroscedastic head against the plain head, a naive loop and quadrature."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from relbench.layers.heads import DenseHead
+from relbench.layers.heteroscedastic import (
+    HeteroscedasticHead,
+    logit_noise,
+    logit_variance,
+    mc_link_logits,
+)
+from relbench.models.mlp import MLP
+
+N, D, K, R = 5, 3, 4, 2
+
+
+def _init(module, *args, **kwargs):
+    return jax.jit(module.init, static_argnames="train")(*args, **kwargs)
+
+
+def _apply(module, *args, **kwargs):
+    return jax.jit(module.apply, static_argnames="train")(*args, **kwargs)
+
+
+def _features(seed=0, n=N):
+    return jax.random.normal(jax.random.key(seed), (n, D))
+
+
+def _rngs(seed=1):
+    return {"params": jax.random.key(seed), "heteroscedastic": jax.random.key(seed + 1)}
+
+
+def _silence_noise(params):
+    """Scale layers that output exactly zero noise (softplus(-1e4) == 0 in float32)."""
+    params = jax.tree.map(jnp.zeros_like, params | {}) | {"loc": params["loc"]}
+    params["diag_scale"]["bias"] = jnp.full_like(params["diag_scale"]["bias"], -1e4)
+    return params
+
+
+@pytest.mark.parametrize(("link", "parameter_efficient"), [("softmax", False), ("sigmoid", True)])
+def test_zero_noise_equals_the_plain_head(link, parameter_efficient):
+    head = HeteroscedasticHead(
+        K, link=link, num_factors=R, parameter_efficient=parameter_efficient, min_scale=0.0
+    )
+    x = _features()
+    params = _silence_noise(_init(head, _rngs(), x, train=False)["params"])
+    plain, _ = _apply(DenseHead(K), {"params": params["loc"]}, x, train=False)
+    for train in (False, True):
+        logits, extras = _apply(
+            head, {"params": params}, x, train=train, rngs={"heteroscedastic": jax.random.key(3)}
+        )
+        np.testing.assert_array_equal(extras["logit_variance"], 0.0)
+        if link == "softmax":
+            np.testing.assert_allclose(logits, jax.nn.log_softmax(plain), atol=2e-6)
+        else:
+            np.testing.assert_allclose(jax.nn.sigmoid(logits), jax.nn.sigmoid(plain), atol=1e-6)
+
+
+def test_noise_matches_a_naive_loop():
+    key = jax.random.key(7)
+    diag = jax.random.uniform(jax.random.key(1), (N, K))
+    factors = jax.random.normal(jax.random.key(2), (N, K, R))
+    samples = 3
+    noise = np.asarray(jax.jit(logit_noise, static_argnums=3)(key, diag, factors, samples))
+    diag_key, factor_key = jax.random.split(key)
+    eps_k = np.asarray(jax.random.normal(diag_key, (samples, N, K)))
+    eps_r = np.asarray(jax.random.normal(factor_key, (samples, N, R)))
+    for s in range(samples):
+        for n in range(N):
+            expected = np.asarray(diag[n]) * eps_k[s, n] + np.asarray(factors[n]) @ eps_r[s, n]
+            np.testing.assert_allclose(noise[s, n], expected, rtol=1e-5, atol=1e-6)
+    variance = logit_variance(diag, factors)
+    np.testing.assert_allclose(variance, diag**2 + np.sum(np.asarray(factors) ** 2, -1), 1e-6)
+
+
+def _gauss_expectation(f, mean, variance, points=200):
+    """E[f(u)] for u ~ N(mean, variance), by Gauss-Hermite quadrature (float64)."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(points)
+    u = mean[..., None] + np.sqrt(variance)[..., None] * nodes
+    return np.sum(weights * f(u), axis=-1) / np.sqrt(2 * np.pi)
+
+
+def _two_class_problem():
+    mean = np.array([[0.5, -1.0], [2.0, 2.5], [-3.0, 1.0]])
+    diag = np.array([[0.3, 1.2], [2.0, 0.5], [1.0, 1.0]])
+    factors = np.array([[[0.4], [-0.8]], [[1.5], [0.2]], [[0.0], [0.7]]])
+    return mean, diag, factors
+
+
+def test_softmax_mc_estimate_converges_to_quadrature_on_two_classes():
+    mean, diag, factors = _two_class_problem()
+    temperature = 1.5
+    # softmax([u0, u1] / T)_1 = sigmoid((u1 - u0) / T), and u1 - u0 is Gaussian.
+    difference_mean = mean[:, 1] - mean[:, 0]
+    difference_variance = (
+        diag[:, 0] ** 2 + diag[:, 1] ** 2 + np.sum((factors[:, 1] - factors[:, 0]) ** 2, -1)
+    )
+    link = lambda u: expit(u / temperature)  # noqa: E731
+    exact = _gauss_expectation(link, difference_mean, difference_variance)
+    second_moment = _gauss_expectation(lambda u: link(u) ** 2, difference_mean, difference_variance)
+    samples = 200_000
+    noise = jax.jit(logit_noise, static_argnums=3)(
+        jax.random.key(0), jnp.asarray(diag), jnp.asarray(factors), samples
+    )
+    logits = jax.jit(mc_link_logits, static_argnums=(2, 3))(
+        jnp.asarray(mean), noise, temperature, "softmax"
+    )
+    estimate = np.exp(np.asarray(logits, np.float64))[:, 1]
+    standard_error = np.sqrt((second_moment - exact**2) / samples)
+    assert np.all(np.abs(estimate - exact) < 4 * standard_error)
+    # The noise matters: the noiseless softmax is far from the exact probability.
+    assert np.all(np.abs(link(difference_mean) - exact) > 20 * standard_error)
+
+
+def test_sigmoid_mc_estimate_converges_to_quadrature():
+    mean, diag, factors = _two_class_problem()
+    variance = diag**2 + np.sum(factors**2, -1)
+    exact = _gauss_expectation(expit, mean, variance)
+    second_moment = _gauss_expectation(lambda u: expit(u) ** 2, mean, variance)
+    samples = 200_000
+    noise = jax.jit(logit_noise, static_argnums=3)(
+        jax.random.key(1), jnp.asarray(diag), jnp.asarray(factors), samples
+    )
+    logits = jax.jit(mc_link_logits, static_argnums=(2, 3))(
+        jnp.asarray(mean), noise, 1.0, "sigmoid"
+    )
+    estimate = expit(np.asarray(logits, np.float64))
+    standard_error = np.sqrt((second_moment - exact**2) / samples)
+    assert np.all(np.abs(estimate - exact) < 4 * standard_error)
+    assert np.all(np.abs(expit(mean) - exact) > 20 * standard_error)
+
+
+def test_parameter_efficient_variant_has_fewer_parameters():
+    def count(parameter_efficient):
+        head = HeteroscedasticHead(K, num_factors=R, parameter_efficient=parameter_efficient)
+        params = _init(head, _rngs(), _features(), train=False)["params"]
+        return sum(p.size for p in jax.tree.leaves(params))
+
+    loc_and_diag = 2 * (D * K + K)
+    assert count(False) == loc_and_diag + D * K * R + K * R
+    assert count(True) == loc_and_diag + K * R + D * K + K
+
+
+def test_noise_comes_from_the_named_stream():
+    head = HeteroscedasticHead(K, num_factors=R, rng_stream="label_noise")
+    x = _features()
+    variables = _init(
+        head, {"params": jax.random.key(0), "label_noise": jax.random.key(1)}, x, train=True
+    )
+    keys = jnp.stack([jax.random.key(5), jax.random.key(5), jax.random.key(6)])
+
+    def apply(key):
+        return head.apply(variables, x, train=True, rngs={"label_noise": key})[0]
+
+    first, again, other = jax.jit(jax.vmap(apply))(keys)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    with pytest.raises(Exception, match="label_noise"):
+        jax.eval_shape(functools.partial(head.apply, train=True), variables, x)
+
+
+class _FixedVarianceHead(nn.Module):
+    """A loc head with a known per-example variance, like a GP head's posterior."""
+
+    num_classes: int
+    variance: float
+
+    @nn.compact
+    def __call__(self, features, *, train):
+        logits, _ = DenseHead(self.num_classes)(features, train=train)
+        return logits, {"gp_variance": jnp.full(features.shape[:1], self.variance)}
+
+
+def test_loc_variance_is_added_in_evaluation_only():
+    variance = 2.0
+    head = HeteroscedasticHead(
+        2,
+        num_factors=0,
+        min_scale=0.0,
+        test_mc_samples=200_000,
+        loc=functools.partial(_FixedVarianceHead, variance=variance),
+        loc_variance="gp_variance",
+    )
+    x = _features()
+    params = _silence_noise(_init(head, _rngs(), x, train=False)["params"])
+    mean, extras = _apply(
+        _FixedVarianceHead(2, variance), {"params": params["loc"]}, x, train=False
+    )
+    rngs = {"heteroscedastic": jax.random.key(4)}
+    train_logits, train_extras = _apply(head, {"params": params}, x, train=True, rngs=rngs)
+    np.testing.assert_allclose(train_logits, jax.nn.log_softmax(mean), atol=2e-6)
+    np.testing.assert_array_equal(train_extras["gp_variance"], extras["gp_variance"])
+    test_logits, _ = _apply(head, {"params": params}, x, train=False, rngs=rngs)
+    difference = np.asarray(mean[:, 1] - mean[:, 0], np.float64)
+    exact = _gauss_expectation(expit, difference, np.full(N, 2 * variance))
+    np.testing.assert_allclose(np.exp(test_logits[:, 1]), exact, atol=4e-3)
+
+
+def test_in_a_multi_member_model_with_plain_dense_layers():
+    head = functools.partial(HeteroscedasticHead, num_factors=R, dense=nn.Dense)
+    model = MLP(K, hidden_sizes=(8,), ensemble_size=3, head=head)
+    x = _features()
+    variables = _init(model, _rngs(), x, train=False)
+    logits, extras = _apply(
+        model, variables, x, train=False, rngs={"heteroscedastic": jax.random.key(0)}
+    )
+    assert logits.shape == (3, N, K) and extras["logit_variance"].shape == (3, N, K)
+    np.testing.assert_allclose(jax.nn.logsumexp(logits, -1), 0.0, atol=1e-5)  # log p, normalized
