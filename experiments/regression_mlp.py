@@ -26,7 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.method = method_config(options.method, likelihood="gaussian")
     if options.method == "mc_dropout":
         del config.model.dropout_rate  # set by the method
-    config.optimizer = optimizer_config(name="adam", learning_rate=3e-3, warmup_steps=0)
+    config.optimizer = optimizer_config(name="adam", learning_rate=1e-2, warmup_steps=0)
     config.train = ml_collections.ConfigDict(
         {
             "global_batch_size": 64,

@@ -23,7 +23,7 @@ import functools
 
 from relbench.errors import UsageError
 from relbench.layers.heteroscedastic import LINKS, HeteroscedasticHead
-from relbench.methods.method import Method, cross_entropy_loss, sampled_predict
+from relbench.methods.method import Method, cross_entropy_loss, rng_dict
 
 STREAM = "heteroscedastic"
 
@@ -31,6 +31,11 @@ STREAM = "heteroscedastic"
 def head_type(**fields) -> functools.partial:
     """The ``HeteroscedasticHead`` type with ``fields`` set (a model's ``head`` field)."""
     return functools.partial(HeteroscedasticHead, rng_stream=STREAM, **fields)
+
+
+def predict(apply_fn, variables, inputs, key):
+    """One evaluation pass; its logit noise is drawn from ``key``."""
+    return apply_fn(variables, inputs, train=False, rngs=rng_dict(key, (STREAM,)))
 
 
 def make(
@@ -64,6 +69,6 @@ def make(
     return Method(
         model_kwargs={"head": head},
         loss_fn=cross_entropy_loss(("batch_stats",), label_smoothing, link),
-        predict_fn=sampled_predict(1, (STREAM,)),
+        predict_fn=predict,
         rng_streams=("dropout", STREAM),
     )

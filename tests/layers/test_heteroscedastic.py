@@ -70,8 +70,8 @@ def test_noise_matches_a_naive_loop():
     samples = 3
     noise = np.asarray(jax.jit(logit_noise, static_argnums=3)(key, diag, factors, samples))
     diag_key, factor_key = jax.random.split(key)
-    eps_k = np.asarray(jax.random.normal(diag_key, (samples, N, K)))
-    eps_r = np.asarray(jax.random.normal(factor_key, (samples, N, R)))
+    eps_k = np.asarray(jax.random.normal(diag_key, (samples * N * K,))).reshape(samples, N, K)
+    eps_r = np.asarray(jax.random.normal(factor_key, (samples * N * R,))).reshape(samples, N, R)
     for s in range(samples):
         for n in range(N):
             expected = np.asarray(diag[n]) * eps_k[s, n] + np.asarray(factors[n]) @ eps_r[s, n]
