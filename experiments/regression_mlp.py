@@ -12,7 +12,7 @@ the target). Hardware: one CPU, well under a minute on 2 cores.
 
 import ml_collections
 
-from relbench.train.configs import method_config, optimizer_config, parse_arg
+from relbench.train.configs import method_config, optimizer_config, parse_arg, train_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -27,22 +27,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if options.method == "mc_dropout":
         del config.model.dropout_rate  # set by the method
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-2, warmup_steps=0)
-    config.train = ml_collections.ConfigDict(
-        {
-            "global_batch_size": 64,
-            "num_epochs": 40.0,
-            "log_every_steps": 50,
-            "checkpoint_every_steps": 500,
-            "max_checkpoints_to_keep": 2,
-            "eval_batch_size": 256,
-        }
+    config.train = train_config(
+        options.smoke,
+        smoke_epochs=0.25,
+        global_batch_size=64,
+        num_epochs=40.0,
+        log_every_steps=50,
+        checkpoint_every_steps=500,
+        max_checkpoints_to_keep=2,
+        eval_batch_size=256,
     )
     if options.smoke:
-        config.train.num_epochs = 0.25
-        config.train.log_every_steps = 2
-        config.train.checkpoint_every_steps = 4
-        config.train.global_batch_size = 32
-        config.train.eval_batch_size = 64
         config.model.hidden_sizes = (16,)
     config.lock()
     return config

@@ -58,6 +58,11 @@ LIKELIHOODS = ("categorical", "gaussian")
 
 def classification_targets(batch, num_classes: int, label_smoothing: float) -> jax.Array:
     """``[B, K]`` targets: the batch's soft labels if it has them, else one-hot labels."""
+    if jnp.issubdtype(batch["label"].dtype, jnp.floating):
+        raise UsageError(
+            "float labels with a categorical likelihood; for a regression dataset set the "
+            "method's likelihood='gaussian'"
+        )
     if "soft_label" in batch:
         targets = batch["soft_label"].astype(jnp.float32)
     else:
@@ -103,6 +108,11 @@ def gaussian_nll_loss(mutable: Sequence[str]) -> LossFn:
         (means, extras), updates = apply_fn(
             variables, batch["input"], train=True, rngs=rngs, mutable=list(mutable)
         )
+        if not jnp.issubdtype(batch["label"].dtype, jnp.floating):
+            raise UsageError(
+                "integer labels with a gaussian likelihood; for a classification dataset set "
+                "the method's likelihood='categorical'"
+            )
         variances = extras["variance"]
         y = batch["label"].reshape(means.shape[1:]).astype(means.dtype)  # [B, O]
         loss = -jnp.sum(gaussian_log_prob(y[None], means, variances), axis=-1).mean()

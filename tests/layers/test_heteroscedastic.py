@@ -94,47 +94,44 @@ def _two_class_problem():
     return mean, diag, factors
 
 
+SAMPLES = 200_000
+
+
+def _mc_logits(seed, mean, diag, factors, temperature, link):
+    noise = jax.jit(logit_noise, static_argnums=3)(
+        jax.random.key(seed), jnp.asarray(diag), jnp.asarray(factors), SAMPLES
+    )
+    logits = jax.jit(mc_link_logits, static_argnums=(2, 3))(
+        jnp.asarray(mean), noise, temperature, link
+    )
+    return np.asarray(logits, np.float64)
+
+
+def _assert_converged(estimate, link, mean, variance):
+    """Within 4 standard errors of the quadrature value, which the noise moves far."""
+    exact = _gauss_expectation(link, mean, variance)
+    second_moment = _gauss_expectation(lambda u: link(u) ** 2, mean, variance)
+    standard_error = np.sqrt((second_moment - exact**2) / SAMPLES)
+    assert np.all(np.abs(estimate - exact) < 4 * standard_error)
+    assert np.all(np.abs(link(mean) - exact) > 20 * standard_error)
+
+
 def test_softmax_mc_estimate_converges_to_quadrature_on_two_classes():
     mean, diag, factors = _two_class_problem()
     temperature = 1.5
+    logits = _mc_logits(0, mean, diag, factors, temperature, "softmax")
     # softmax([u0, u1] / T)_1 = sigmoid((u1 - u0) / T), and u1 - u0 is Gaussian.
-    difference_mean = mean[:, 1] - mean[:, 0]
     difference_variance = (
         diag[:, 0] ** 2 + diag[:, 1] ** 2 + np.sum((factors[:, 1] - factors[:, 0]) ** 2, -1)
     )
     link = lambda u: expit(u / temperature)  # noqa: E731
-    exact = _gauss_expectation(link, difference_mean, difference_variance)
-    second_moment = _gauss_expectation(lambda u: link(u) ** 2, difference_mean, difference_variance)
-    samples = 200_000
-    noise = jax.jit(logit_noise, static_argnums=3)(
-        jax.random.key(0), jnp.asarray(diag), jnp.asarray(factors), samples
-    )
-    logits = jax.jit(mc_link_logits, static_argnums=(2, 3))(
-        jnp.asarray(mean), noise, temperature, "softmax"
-    )
-    estimate = np.exp(np.asarray(logits, np.float64))[:, 1]
-    standard_error = np.sqrt((second_moment - exact**2) / samples)
-    assert np.all(np.abs(estimate - exact) < 4 * standard_error)
-    # The noise matters: the noiseless softmax is far from the exact probability.
-    assert np.all(np.abs(link(difference_mean) - exact) > 20 * standard_error)
+    _assert_converged(np.exp(logits)[:, 1], link, mean[:, 1] - mean[:, 0], difference_variance)
 
 
 def test_sigmoid_mc_estimate_converges_to_quadrature():
     mean, diag, factors = _two_class_problem()
-    variance = diag**2 + np.sum(factors**2, -1)
-    exact = _gauss_expectation(expit, mean, variance)
-    second_moment = _gauss_expectation(lambda u: expit(u) ** 2, mean, variance)
-    samples = 200_000
-    noise = jax.jit(logit_noise, static_argnums=3)(
-        jax.random.key(1), jnp.asarray(diag), jnp.asarray(factors), samples
-    )
-    logits = jax.jit(mc_link_logits, static_argnums=(2, 3))(
-        jnp.asarray(mean), noise, 1.0, "sigmoid"
-    )
-    estimate = expit(np.asarray(logits, np.float64))
-    standard_error = np.sqrt((second_moment - exact**2) / samples)
-    assert np.all(np.abs(estimate - exact) < 4 * standard_error)
-    assert np.all(np.abs(expit(mean) - exact) > 20 * standard_error)
+    logits = _mc_logits(1, mean, diag, factors, 1.0, "sigmoid")
+    _assert_converged(expit(logits), expit, mean, diag**2 + np.sum(factors**2, -1))
 
 
 def test_parameter_efficient_variant_has_fewer_parameters():

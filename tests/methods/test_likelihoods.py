@@ -94,3 +94,13 @@ def test_heteroscedastic_method_hyperparameters():
         methods_lib.make("heteroscedastic", link="probit")
     with pytest.raises(UsageError, match="temperature"):
         methods_lib.make("heteroscedastic", temperature=0.0)
+
+
+def test_a_label_type_that_does_not_fit_the_likelihood_is_a_usage_error():
+    logits = np.zeros((M, B, 1), np.float32)
+    regression_batch = {"input": np.zeros((B, 1), np.float32), "label": np.zeros((B, 1))}
+    with pytest.raises(UsageError, match="likelihood='gaussian'"):
+        _loss(cross_entropy_loss(()), _stub(logits), regression_batch)
+    apply_fn = _stub(logits, {"variance": jnp.ones((M, B, 1))})
+    with pytest.raises(UsageError, match="likelihood='categorical'"):
+        _loss(gaussian_nll_loss(()), apply_fn, _batch(5))
