@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from experiments import noisy_digits_mlp, regression_mlp
+from experiments import diabetes_mlp, heteroscedastic_toy_mlp, noisy_digits_mlp
 from relbench.train.loop import train_and_evaluate
 
 REGRESSION = {"nll", "rmse", "crps", "coverage_50", "coverage_90", "coverage_95"}
@@ -12,7 +12,7 @@ SOFT = {"soft_nll", "soft_kl", "soft_brier", "soft_ece"}
 
 
 def test_mc_dropout_gaussian_regression_on_the_toy(tmp_path):
-    config = regression_mlp.get_config("mc_dropout,smoke")
+    config = heteroscedastic_toy_mlp.get_config("mc_dropout,smoke")
     results = train_and_evaluate(config, tmp_path)
     assert REGRESSION | {"interval_calibration_error"} <= set(results["test"])
     assert set(results["ood_far"]) == {"mean_predictive_std"}
@@ -20,9 +20,7 @@ def test_mc_dropout_gaussian_regression_on_the_toy(tmp_path):
 
 
 def test_diabetes_with_the_deterministic_gaussian_head(tmp_path):
-    config = regression_mlp.get_config("deterministic,smoke")
-    with config.unlocked():
-        config.dataset.name = "diabetes"
+    config = diabetes_mlp.get_config("deterministic,smoke")
     results = train_and_evaluate(config, tmp_path)
     assert REGRESSION <= set(results["validation"]) and REGRESSION <= set(results["test"])
 

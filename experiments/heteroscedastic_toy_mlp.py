@@ -1,13 +1,12 @@
-"""Gaussian regression with an MLP: the 1-D heteroscedastic toy or the diabetes data.
+"""Gaussian regression with an MLP on the 1-D heteroscedastic toy (known noise).
 
-    relbench train --config experiments/regression_mlp.py:mc_dropout --workdir runs/toy
-    relbench train --config experiments/regression_mlp.py:deterministic \
-        --config.dataset.name=diabetes --workdir runs/diabetes
+    relbench train --config experiments/heteroscedastic_toy_mlp.py:mc_dropout --workdir runs/toy
 
 ``arg``: ``METHOD[,smoke]`` (default ``deterministic``), a method with a
 ``likelihood`` hyperparameter; it is set to ``"gaussian"`` (a mean-and-variance head
 and the Gaussian NLL). Metrics: NLL, RMSE, CRPS and interval coverage (in units of
-the target). Hardware: one CPU, well under a minute on 2 cores.
+the target); experiments/diabetes_mlp.py has the diabetes data.
+Hardware: one CPU, well under a minute on 2 cores.
 """
 
 import ml_collections
