@@ -16,6 +16,7 @@ from relbench.layers.heteroscedastic import (
     logit_variance,
     mc_link_logits,
 )
+from relbench.methods.heteroscedastic import head_type
 from relbench.models.mlp import MLP
 
 N, D, K, R = 5, 3, 4, 2
@@ -201,7 +202,11 @@ def test_loc_variance_is_added_in_evaluation_only():
 
 
 def test_in_a_multi_member_model_with_plain_dense_layers():
-    head = functools.partial(HeteroscedasticHead, num_factors=R, dense=nn.Dense)
+    # The composition a BatchEnsemble method configures, with its dense type (here the
+    # plain one) in both the loc head and the noise-scale layers.
+    head = head_type(
+        num_factors=R, loc=functools.partial(DenseHead, dense=nn.Dense), dense=nn.Dense
+    )
     model = MLP(K, hidden_sizes=(8,), ensemble_size=3, head=head)
     x = _features()
     variables = _init(model, _rngs(), x, train=False)
