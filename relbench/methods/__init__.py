@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from relbench.methods import deterministic, heteroscedastic, mc_dropout
+from relbench.methods import deterministic, heteroscedastic, mc_dropout, sngp, variational
 from relbench.methods.method import Method
 from relbench.registry import Registry
 
@@ -14,6 +14,8 @@ METHODS = Registry(
     {
         "deterministic": deterministic.make,
         "mc_dropout": mc_dropout.make,
+        "sngp": sngp.make,
+        "variational": variational.make,
         "heteroscedastic": heteroscedastic.make,
     },
 )

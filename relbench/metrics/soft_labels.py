@@ -8,7 +8,7 @@ class [1]. With ``p_i`` the predictive distribution:
   ``q`` plus ``KL(q || p)``, so it is minimized by ``p = q``;
 * soft KL = 1/N sum_i KL(q_i || p_i) (the soft NLL minus the targets' own entropy);
 * soft Brier = 1/N sum_i sum_k (p_ik - q_ik)^2;
-* soft ECE: the ECE of ``classification`` (15 equal-width confidence bins) with the
+* soft ECE: the ECE of ``calibration`` (15 equal-width confidence bins) with the
   correctness ``1[argmax p_i = y_i]`` replaced by its expectation under the raters,
   ``q_i[argmax p_i]``.
 
@@ -23,11 +23,9 @@ References:
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
-from relbench.metrics.classification import ECE_BINS, calibration_bins
+from relbench.metrics.calibration import binned_result, binned_statistics
 from relbench.metrics.streaming import Predictions, StreamingMetric
 
 
@@ -40,15 +38,12 @@ def _statistics(p: Predictions):
     entropy = -jnp.sum(jnp.where(q > 0, q * jnp.log(jnp.where(q > 0, q, 1.0)), 0.0), axis=-1)
     predicted = jnp.argmax(p.log_probs, axis=-1)
     expected_correct = jnp.take_along_axis(q, predicted[:, None], axis=-1)[:, 0]
-    confidence = jnp.max(probs, axis=-1)
-    bins = jax.nn.one_hot(calibration_bins(confidence, ECE_BINS), ECE_BINS) * p.mask[:, None]
     return {
         "count": jnp.sum(p.mask),
         "nll": jnp.sum(p.mask * cross_entropy),
         "kl": jnp.sum(p.mask * (cross_entropy - entropy)),
         "brier": jnp.sum(p.mask * jnp.sum(jnp.square(probs - q), axis=-1)),
-        "bin_confidence": confidence @ bins,
-        "bin_correct": expected_correct @ bins,
+        **binned_statistics(jnp.max(probs, axis=-1), expected_correct, p.mask),
     }
 
 
@@ -56,12 +51,11 @@ def _result(s):
     if not s:
         return {}
     n = s["count"]
-    gap = np.abs(s["bin_correct"] - s["bin_confidence"])
     return {
-        "soft_nll": float(s["nll"] / n),
-        "soft_kl": float(s["kl"] / n),
-        "soft_brier": float(s["brier"] / n),
-        "soft_ece": float(np.sum(gap) / n),
+        "soft_nll": s["nll"] / n,
+        "soft_kl": s["kl"] / n,
+        "soft_brier": s["brier"] / n,
+        "soft_ece": binned_result(s)["ece"],
     }
 
 

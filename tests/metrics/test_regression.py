@@ -95,7 +95,7 @@ def _evaluate(means, variances, y, batch_size=None, task="regression", is_ood=Fa
         rows = np.arange(start, start + batch_size) % n
         mask = (np.arange(start, start + batch_size) < n).astype(np.float32)
         stats_ = step(means[:, rows], variances[:, rows], y[rows], mask)
-        totals = metrics_lib.add_statistics(totals, jax.device_get(stats_))
+        totals = metrics_lib.add_statistics(suite, totals, jax.device_get(stats_))
     return metrics_lib.results(suite, totals)
 
 

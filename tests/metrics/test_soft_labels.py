@@ -33,7 +33,9 @@ def _evaluate(logits, labels, q):
         )
         return metrics_lib.batch_statistics(suite, p)
 
-    totals = metrics_lib.add_statistics(None, jax.device_get(jax.jit(step)(logits, labels, q)))
+    totals = metrics_lib.add_statistics(
+        suite, None, jax.device_get(jax.jit(step)(logits, labels, q))
+    )
     return metrics_lib.results(suite, totals)
 
 
