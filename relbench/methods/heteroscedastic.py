@@ -8,8 +8,10 @@ Evaluation runs one pass whose noise is drawn from the ``"heteroscedastic"`` str
 
 Other methods compose with it by building their model kwargs with ``head_type``: e.g.
 heteroscedastic BatchEnsemble sets ``dense`` and ``ensemble_size`` for the body and
-``head=head_type(loc=partial(DenseHead, dense=BEDense), dense=BEDense)``; HetSNGP sets
-``head=head_type(loc=GPHead, loc_variance="<the GP head's variance key>")``.
+``head=head_type(loc=partial(DenseHead, dense=BEDense), dense=BEDense)``; HetSNGP keeps
+SNGP's spectral-normalized ``dense``/``conv``, its ``"laplace"`` mutable collection and
+epoch hook, and sets ``head=head_type(loc=partial(RandomFeatureGaussianProcess, ...),
+loc_variance="variance")`` (tested in tests/layers/test_heteroscedastic.py).
 
 References:
   [1] Collier, Mustafa, Kokiopoulou, Jenatton, Berent. Correlated Input-Dependent

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from relbench.layers.gaussian_process import LAPLACE, RandomFeatureGaussianProcess
 from relbench.layers.heads import DenseHead
 from relbench.layers.heteroscedastic import (
     HeteroscedasticHead,
@@ -164,41 +165,41 @@ def test_noise_comes_from_the_named_stream():
         jax.eval_shape(functools.partial(head.apply, train=True), variables, x)
 
 
-class _FixedVarianceHead(nn.Module):
-    """A loc head with a known per-example variance, like a GP head's posterior."""
-
-    num_classes: int
-    variance: float
-
-    @nn.compact
-    def __call__(self, features, *, train):
-        logits, _ = DenseHead(self.num_classes)(features, train=train)
-        return logits, {"gp_variance": jnp.full(features.shape[:1], self.variance)}
-
-
-def test_loc_variance_is_added_in_evaluation_only():
-    variance = 2.0
+def test_hetsngp_adds_the_gp_variance_in_evaluation_only():
+    # HetSNGP [3] by composition: the SNGP head computes the mean logits, its posterior
+    # variance joins the diagonal noise at test time. With the heteroscedastic noise
+    # silenced, the test-time output is the MC estimate of E[softmax(u)], u ~ N(mu, var),
+    # which on two classes is a 1-D Gaussian expectation (quadrature).
+    gp = functools.partial(RandomFeatureGaussianProcess, num_features=32, ridge=0.05)
     head = HeteroscedasticHead(
-        2,
-        num_factors=0,
-        min_scale=0.0,
-        test_mc_samples=200_000,
-        loc=functools.partial(_FixedVarianceHead, variance=variance),
-        loc_variance="gp_variance",
+        2, num_factors=0, min_scale=0.0, test_mc_samples=200_000, loc=gp, loc_variance="variance"
     )
-    x = _features()
-    params = _silence_noise(_init(head, _rngs(), x, train=False)["params"])
-    mean, extras = _apply(
-        _FixedVarianceHead(2, variance), {"params": params["loc"]}, x, train=False
-    )
+    x = 3 * _features()
+    variables = _init(head, _rngs(), x, train=False)
+    variables = {**variables, "params": _silence_noise(variables["params"])}
+    loc_variables = {name: tree["loc"] for name, tree in variables.items()}
     rngs = {"heteroscedastic": jax.random.key(4)}
-    train_logits, train_extras = _apply(head, {"params": params}, x, train=True, rngs=rngs)
-    np.testing.assert_allclose(train_logits, jax.nn.log_softmax(mean), atol=2e-6)
-    np.testing.assert_array_equal(train_extras["gp_variance"], extras["gp_variance"])
-    test_logits, _ = _apply(head, {"params": params}, x, train=False, rngs=rngs)
+
+    train_logits, updates = jax.jit(
+        lambda v: head.apply(v, x, train=True, rngs=rngs, mutable=[LAPLACE])
+    )(variables)
+    (gp_train_logits, _), _ = jax.jit(lambda v: gp(2).apply(v, x, train=True, mutable=[LAPLACE]))(
+        loc_variables
+    )
+    np.testing.assert_allclose(train_logits[0], jax.nn.log_softmax(gp_train_logits), atol=2e-6)
+    assert not np.allclose(
+        updates[LAPLACE]["loc"]["precision"], variables[LAPLACE]["loc"]["precision"]
+    )
+
+    mean, extras = _apply(gp(2), loc_variables, x, train=False)
+    test_logits, test_extras = _apply(head, variables, x, train=False, rngs=rngs)
+    np.testing.assert_array_equal(test_extras["variance"], extras["variance"])
+    variance = np.asarray(extras["variance"], np.float64)
     difference = np.asarray(mean[:, 1] - mean[:, 0], np.float64)
-    exact = _gauss_expectation(expit, difference, np.full(N, 2 * variance))
+    assert np.all(variance > 0.1)  # the GP's variance matters here
+    exact = _gauss_expectation(expit, difference, variance[:, 0] + variance[:, 1])
     np.testing.assert_allclose(np.exp(test_logits[:, 1]), exact, atol=4e-3)
+    assert np.max(np.abs(expit(difference) - exact)) > 0.02  # without the GP variance
 
 
 def test_in_a_multi_member_model_with_plain_dense_layers():
