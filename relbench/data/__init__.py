@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from relbench.data.embedded import digits, two_moons
+from relbench.data.label_noise import noisy_digits
+from relbench.data.regression import diabetes, heteroscedastic_toy
 from relbench.data.sources import (
     ArraySource,
     Dataset,
     EvalSet,
+    Probe,
     Source,
     TrainBatches,
     eval_batches,
@@ -15,7 +18,17 @@ from relbench.data.sources import (
 from relbench.data.tfds import tfds_dataset
 from relbench.registry import Registry
 
-DATASETS = Registry("dataset", {"two_moons": two_moons, "digits": digits, "tfds": tfds_dataset})
+DATASETS = Registry(
+    "dataset",
+    {
+        "two_moons": two_moons,
+        "digits": digits,
+        "tfds": tfds_dataset,
+        "noisy_digits": noisy_digits,
+        "diabetes": diabetes,
+        "heteroscedastic_toy": heteroscedastic_toy,
+    },
+)
 make = DATASETS.make
 
 __all__ = [
@@ -23,6 +36,7 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "EvalSet",
+    "Probe",
     "Source",
     "TrainBatches",
     "eval_batches",

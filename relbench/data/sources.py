@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import grain
@@ -58,11 +59,28 @@ class EvalSet:
 
 
 @dataclasses.dataclass(frozen=True)
-class Dataset:
-    """A dataset: a training source and named evaluation sets.
+class Probe:
+    """Inputs a run predicts on after training, and what it writes from the predictions.
 
-    ``task`` picks the loss-independent parts of evaluation (the metric suite); it is
-    ``"classification"`` for every dataset so far.
+    The loop predicts on ``inputs`` ``[N, ...]`` like on an evaluation set (on every
+    process, sharded), then process 0 calls ``write(probs, extras, workdir)`` with the
+    predictive distribution ``[N, K]`` and the model's extras ``[M, N, ...]`` as numpy
+    arrays: a figure over a grid of inputs, a table of predictions.
+    """
+
+    name: str
+    inputs: np.ndarray
+    write: Callable[[np.ndarray, Mapping[str, np.ndarray], pathlib.Path], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A dataset: a training source, named evaluation sets, and optional probes.
+
+    ``task`` picks the loss-independent parts of evaluation (the metric suite):
+    ``"classification"`` (integer labels in ``[0, num_classes)``, optionally a
+    ``"soft_label"`` ``[K]`` distribution per example) or ``"regression"`` (float
+    ``[O]`` targets; ``num_classes`` is then O, the number of outputs).
     """
 
     train: Source
@@ -70,6 +88,12 @@ class Dataset:
     num_classes: int
     input_shape: tuple[int, ...]
     task: str = "classification"
+    probes: tuple[Probe, ...] = ()
+
+    @property
+    def label_classes(self) -> int | None:
+        """The range labels are checked against; None where labels are not classes."""
+        return self.num_classes if self.task == "classification" else None
 
 
 def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
@@ -93,12 +117,13 @@ class TrainBatches:
 
     Examples are visited epoch by epoch, each epoch in a fresh permutation drawn from
     ``(seed, epoch)``; a global batch may straddle two epochs (repeat-then-batch).
+    ``num_classes=None`` skips the label check (regression targets).
     """
 
     source: Source
     global_batch_size: int
     seed: int
-    num_classes: int
+    num_classes: int | None
     process_index: int = 0
     process_count: int = 1
 
@@ -128,7 +153,8 @@ class TrainBatches:
         start = self.process_index * self.local_batch_size
         rows = self.global_indices(step)[start : start + self.local_batch_size]
         batch = self.source.read(rows)
-        check_labels(batch["label"], self.num_classes, f"training batch {step}")
+        if self.num_classes is not None:
+            check_labels(batch["label"], self.num_classes, f"training batch {step}")
         return batch
 
 

@@ -1,4 +1,8 @@
-"""Checkpoints: the train state and the grain iterator, saved together by orbax.
+"""Checkpoints: the train state and the grain iterator state, saved together by orbax.
+
+The iterator state is a small JSON dict (the next batch index). Batches are a function
+of the global step alone (``relbench.data.sources``), so the same state is valid for
+every process and restores under any number of processes.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a
 process killed mid-save leaves the previous checkpoints intact, and a restarted run
@@ -9,7 +13,8 @@ from __future__ import annotations
 
 import pathlib
 
-import grain
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from relbench.errors import UsageError
@@ -27,7 +32,7 @@ class Checkpoints:
             ),
             item_handlers={
                 "state": ocp.StandardCheckpointHandler(),
-                "data": grain.checkpoint.CheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
             },
         )
 
@@ -38,7 +43,7 @@ class Checkpoints:
         self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
+                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(iterator.get_state())
             ),
             force=True,
         )
@@ -46,26 +51,43 @@ class Checkpoints:
 
     def restore(self, step: int, abstract_state, iterator):
         """Restores the state (onto ``abstract_state``'s shardings) and the iterator in place."""
-        return self._restore(
+        restored = self._restore(
             step,
+            lambda items: iterator.set_state(items["data"]),
             state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(iterator),
+            data=ocp.args.JsonRestore(),
         )
+        return restored["state"]
 
     def restore_state(self, step: int, abstract_state):
         """Restores only the state (to evaluate a finished run)."""
-        return self._restore(step, state=ocp.args.StandardRestore(abstract_state))
+        return self._restore(step, None, state=ocp.args.StandardRestore(abstract_state))["state"]
 
-    def _restore(self, step: int, **items):
+    def _restore(self, step: int, finish, **items):
         try:
             restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+            if finish is not None:
+                finish(restored)
         except Exception as error:
             raise UsageError(
                 f"checkpoint {self.directory / str(step)} cannot be restored "
                 f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); move that "
                 "step's folder aside to resume from an earlier one, or use a new --workdir"
             ) from None
-        return restored["state"]
+        return restored
 
     def close(self) -> None:
         self.manager.close()
+
+
+def load_final_params(workdir: str | pathlib.Path):
+    """The parameters of the newest checkpoint in ``workdir``, as numpy arrays."""
+    directory = (pathlib.Path(workdir) / "checkpoints").absolute()
+    with ocp.CheckpointManager(
+        directory, item_handlers={"state": ocp.StandardCheckpointHandler()}
+    ) as manager:
+        step = manager.latest_step()
+        if step is None:
+            raise UsageError(f"no checkpoint in {directory}; train first")
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.tree.map(np.asarray, restored["state"]["params"])

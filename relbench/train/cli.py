@@ -1,61 +1,109 @@
-"""``relbench`` command line: ``relbench train --config FILE[:ARG] --workdir DIR``, and
-``relbench eval [--ensemble] RUN_DIR... [--workdir OUT]`` (``train.ensemble_eval``).
+"""The ``relbench`` command line.
 
-Config overrides use ml_collections syntax: ``--config.optimizer.learning_rate=0.01``.
-A mistake the user can fix (unknown key, missing dataset, unwritable workdir...) prints
-one ``relbench: error: ...`` line and exits with status 2.
+    relbench train --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
+    relbench eval [--ensemble] RUN_DIR [RUN_DIR ...] [--workdir OUT]   (train.ensemble_eval)
+    relbench report RUN_DIR [RUN_DIR ...] --out DIR
+    relbench benchmark --workdir DIR     (every method on the embedded sets, then a report)
+
+Overrides use ml_collections' syntax (``--config.optimizer.learning_rate=0.01``); a
+value is read as a Python literal, else as a string. A mistake the user can fix
+(unknown key, missing dataset, unwritable workdir...) prints one
+``relbench: error: ...`` line and exits with status 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
 from relbench.errors import UsageError
 
-FLAGS = flags.FLAGS
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file, optionally FILE:ARG.", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+
+def config_from_args(args: list[str]):
+    """``--config SPEC`` and ``--config.key=value`` overrides -> (locked config, rest)."""
+    from relbench.train import configs
+
+    spec, overrides, rest = None, [], []
+    items = iter(args)
+    for item in items:
+        if item == "--config":
+            spec = next(items, None)
+        elif item.startswith("--config="):
+            spec = item.split("=", 1)[1]
+        elif item.startswith("--config."):
+            key, sep, value = item[len("--config.") :].partition("=")
+            if not sep:
+                value = next(items, "")
+            overrides.append((key, value))
+        else:
+            rest.append(item)
+    if not spec:
+        raise UsageError("missing --config FILE.py[:ARG]; e.g. --config experiments/digits_mlp.py")
+    config = configs.load(spec)
+    for key, value in overrides:
+        configs.apply_override(config, key, value)
+    return config, rest
 
 
-def _train(argv: list[str]) -> None:
-    del argv
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _quiet_logs() -> None:
+    from absl import logging
+
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        raise UsageError("train needs --config FILE[:ARG] and --workdir DIR")
+
+
+def _train(args: list[str]) -> None:
+    config, rest = config_from_args(args)
+    parser = _Parser(prog="relbench train")
+    parser.add_argument("--workdir", required=True)
+    options = parser.parse_args(rest)
+
+    from relbench.train.evaluation import headline_results
     from relbench.train.loop import train_and_evaluate
     from relbench.train.writers import results_table
 
-    results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    print(results_table(results))
-    print(f"results written to {_WORKDIR.value}/results.json")
+    _quiet_logs()
+    results = train_and_evaluate(config, options.workdir)
+    print(results_table(headline_results(results)))
+    print(f"results written to {options.workdir}/results.json (every metric and set)")
 
 
-_ENSEMBLE = flags.DEFINE_bool(
-    "ensemble", False, "eval: combine the RUN_DIRs' members into one ensemble."
-)
+def _report(args: list[str]) -> None:
+    parser = _Parser(prog="relbench report")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", required=True)
+    options = parser.parse_args(args)
+    from relbench.report import write_report
+
+    written = write_report(options.runs, options.out)
+    print(f"report written to {written[0]} and {written[1]} ({len(written) - 2} figures)")
 
 
-def _eval(argv: list[str]) -> None:
-    logging.set_verbosity(logging.WARNING)
-    run_dirs = argv[1:]
-    if not run_dirs:
-        raise UsageError("eval needs RUN_DIR arguments: relbench eval [--ensemble] RUN_DIR...")
-    if len(run_dirs) > 1 and not _ENSEMBLE.value:
+def _eval(args: list[str]) -> None:
+    parser = _Parser(prog="relbench eval")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--ensemble", action="store_true", help="evaluate the runs as one")
+    parser.add_argument("--workdir", help="write results.json here")
+    options = parser.parse_args(args)
+    if len(options.runs) > 1 and not options.ensemble:
         raise UsageError("eval got several RUN_DIRs; pass --ensemble to evaluate them as one")
+    workdir = None if options.workdir is None else pathlib.Path(options.workdir)
+    if workdir is not None and workdir.resolve() in {
+        pathlib.Path(d).resolve() for d in options.runs
+    }:
+        raise UsageError("eval --workdir is one of the RUN_DIRs; choose a new directory")
     from relbench.train.ensemble_eval import evaluate_runs
+    from relbench.train.evaluation import headline_results
     from relbench.train.writers import RunWriter, results_table
 
-    workdir = None if _WORKDIR.value is None else pathlib.Path(_WORKDIR.value)
-    if workdir is not None and workdir.resolve() in {pathlib.Path(d).resolve() for d in run_dirs}:
-        raise UsageError("eval --workdir is one of the RUN_DIRs; choose a new directory")
-    results = evaluate_runs(run_dirs)
-    print(results_table(results))
+    _quiet_logs()
+    results = evaluate_runs(options.runs)
+    print(results_table(headline_results(results)))
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
         writer = RunWriter(workdir, enabled=True)
@@ -64,28 +112,30 @@ def _eval(argv: list[str]) -> None:
         print(f"results written to {workdir}/results.json")
 
 
-COMMANDS = {"train": _train, "eval": _eval}
+def _benchmark(args: list[str]) -> None:
+    parser = _Parser(prog="relbench benchmark")
+    parser.add_argument("--workdir", required=True)
+    options = parser.parse_args(args)
+    from relbench.train.benchmark import run_benchmark
+
+    _quiet_logs()
+    if run_benchmark(options.workdir):
+        sys.exit(1)
 
 
-def _guarded(command):
-    def run(argv):
-        try:
-            command(argv)
-        except UsageError as error:
-            print(f"relbench: error: {error}", file=sys.stderr)
-            sys.exit(2)
+COMMANDS = {"train": _train, "eval": _eval, "report": _report, "benchmark": _benchmark}
 
-    return run
+
+def _fail(message: str) -> None:
+    print(f"relbench: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] not in COMMANDS:
-        print(f"usage: relbench {{{','.join(COMMANDS)}}} [flags]", file=sys.stderr)
-        sys.exit(2)
-    command = argv.pop(1)
+        _fail(f"usage: relbench {{{','.join(COMMANDS)}}} [options]")
     try:
-        app.run(_guarded(COMMANDS[command]), argv=argv)
-    except UsageError as error:  # raised while the config file is loaded
-        print(f"relbench: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        COMMANDS[argv[1]](argv[2:])
+    except UsageError as error:
+        _fail(str(error))

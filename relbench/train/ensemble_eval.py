@@ -113,7 +113,8 @@ def ensemble_predict(runs: Sequence[FinishedRun]):
 
 
 def evaluate_runs(run_dirs: Sequence[str | pathlib.Path]) -> dict:
-    """Evaluates the runs as one ensemble: ``{eval_set: {metric: value}}``."""
+    """Evaluates the runs as one ensemble: ``{eval_set: {metric: value}}``, every set
+    and summary of the runs' evaluation protocol (that of the first run)."""
     if not run_dirs:
         raise UsageError("eval needs at least one RUN_DIR")
     mesh = sharding.data_mesh()
@@ -139,4 +140,5 @@ def evaluate_runs(run_dirs: Sequence[str | pathlib.Path]) -> dict:
         )
         for is_ood in (False, True)
     }
-    return evaluate(exp, state, eval_steps, first.eval_key, mesh)
+    results, _ = evaluate(exp, state, eval_steps, first.eval_key, mesh)
+    return results

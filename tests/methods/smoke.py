@@ -28,18 +28,17 @@ def smoke_config(method: str, model: dict | None = None, **hparams) -> ml_collec
 
 
 def train_and_check_members(config, workdir, members: int) -> dict:
-    """Trains a few steps; the final model's predictions are ``[M, B, K]`` with M
-    members that differ; returns the results."""
+    """Trains a few steps; the evaluation reports diversity, and the final model's
+    predictions are ``[M, B, K]`` with M members that differ; returns the results."""
     results = train_and_evaluate(config, workdir)
     assert np.isfinite(results["test"]["nll"])
+    for name in ("disagreement", "pairwise_kl", "mutual_information"):  # diversity reported
+        assert results["test"][name] > 0.0, name
     run = load_run(workdir, sharding.data_mesh())
-    inputs = np.asarray(
-        next(iter(run.exp.dataset.eval_sets.values())).source.read(np.arange(8))["input"]
-    )
-    logits, _ = run.exp.method.predict_fn(
-        run.exp.model.apply, run.state.variables, inputs, run.eval_key
-    )
-    assert logits.shape == (members, 8, 10)
+    inputs = run.exp.dataset.eval_sets["test"].source.read(np.arange(8))["input"]
+    exp, variables = run.exp, run.state.variables
+    logits, _ = exp.method.predict_fn(exp.model.apply, variables, inputs, run.eval_key)
+    assert logits.shape == (members, 8, exp.dataset.num_classes)
     for m in range(1, members):
         assert not np.allclose(logits[0], logits[m], atol=1e-4)
     return results

@@ -14,7 +14,7 @@ from tests.methods.smoke import CNN, smoke_config, train_and_check_members
 def test_mlp_tiled_trains_and_predicts_m_distinct_members(tmp_path):
     config = smoke_config("batchensemble", ensemble_size=3)
     results = train_and_check_members(config, tmp_path, members=3)
-    assert set(results) == {"validation", "test", "ood_noise"}
+    assert {"validation", "test", "ood_noise"} <= set(results)
 
 
 def test_cnn_split_trains_and_predicts_m_distinct_members(tmp_path):
