@@ -3,13 +3,19 @@
 Orbax writes each step into a temporary folder and renames it when complete, so a
 process killed mid-save leaves the previous checkpoints intact, and a restarted run
 resumes from the newest complete one.
+
+Checkpoints do not depend on the topology that wrote them: the state is saved as
+global arrays (restored onto whatever mesh the restoring run has), and the data
+iterator's state is its next *global* step (the same on every process), saved once as
+JSON by process 0. A run started on one process resumes on two, and back.
 """
 
 from __future__ import annotations
 
 import pathlib
 
-import grain
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from relbench.errors import UsageError
@@ -27,7 +33,7 @@ class Checkpoints:
             ),
             item_handlers={
                 "state": ocp.StandardCheckpointHandler(),
-                "data": grain.checkpoint.CheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
             },
         )
 
@@ -38,7 +44,7 @@ class Checkpoints:
         self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
+                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(iterator.get_state())
             ),
             force=True,
         )
@@ -51,9 +57,10 @@ class Checkpoints:
                 step,
                 args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state),
-                    data=grain.checkpoint.CheckpointRestore(iterator),
+                    data=ocp.args.JsonRestore(),
                 ),
             )
+            iterator.set_state(restored["data"])
         except Exception as error:
             raise UsageError(
                 f"checkpoint {self.directory / str(step)} cannot be restored "
@@ -64,3 +71,21 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def load_final_params(workdir: str | pathlib.Path):
+    """The params of the newest checkpoint in ``workdir`` as a pytree of numpy arrays.
+
+    Reads on the host only (no mesh, any process count), for comparing runs. Orbax
+    renames a step's folder to its number only once the step is complete.
+    """
+    directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    steps = [int(p.name) for p in directory.glob("*") if p.name.isdigit()]
+    if not steps:
+        raise UsageError(f"no checkpoint in {directory}; train first")
+    path = directory / str(max(steps)) / "state"
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        tree = checkpointer.metadata(path).item_metadata.tree
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+    return state["params"]

@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import pathlib
+import uuid
 import zlib
 from typing import Any
 
@@ -33,7 +34,7 @@ from relbench import models as models_lib
 from relbench.errors import UsageError
 from relbench.methods.method import rng_dict
 from relbench.registry import check_kwargs
-from relbench.train import optimizers, sharding
+from relbench.train import determinism, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
@@ -49,6 +50,7 @@ class LoopSettings:
     checkpoint_every_steps: int = 500
     max_checkpoints_to_keep: int = 2
     eval_batch_size: int = 512
+    deterministic_ops: bool = False  # GPU: XLA's deterministic kernels (train/determinism.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +93,7 @@ def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
     path = pathlib.Path(workdir)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_probe"
+        probe = path / f".write_probe_{uuid.uuid4().hex}"  # processes may share the workdir
         probe.write_text("")
         probe.unlink()
     except OSError as error:
@@ -219,6 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir = _prepare_workdir(workdir)
     exp = build(config)
     settings = exp.settings
+    determinism.configure(settings.deterministic_ops)  # before JAX starts its backends
     sharding.check_batch_size(settings.global_batch_size, "config.train.global_batch_size")
     sharding.check_batch_size(settings.eval_batch_size, "config.train.eval_batch_size")
     is_writer = jax.process_index() == 0
@@ -297,6 +300,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             ):
                 state = epoch_hook(state)
             batch = sharding.global_batch(next(iterator), batch_sharding)
+            if step == start and settings.deterministic_ops:
+                determinism.warn_nondeterministic(train_step, state, batch, train_key)
             state, metrics = train_step(state, batch, train_key)
             pending.append(metrics)
             done = step + 1
