@@ -6,9 +6,16 @@ inside scatter-add (the gradient of a gather or an embedding lookup), convolutio
 algorithms picked by autotuning, the gradient of max-pooling. With
 ``config.train.deterministic_ops = True`` relbench sets XLA's
 ``--xla_gpu_deterministic_ops=true`` before JAX starts its backends: XLA then picks
-only deterministic algorithms and rewrites scatters into a deterministic (slower)
-form, and refuses to compile what it cannot make deterministic. The train step is
-also scanned for such operations first, so the run warns in words before XLA stops it.
+only deterministic algorithms and rewrites scatters and select-and-scatters into
+deterministic (slower) forms, and refuses to compile what it cannot make
+deterministic. Some XLA versions have no deterministic GPU kernel for the gradient of
+max-pooling (select-and-scatter; google/flax#4233), so the train step is scanned for
+it first and the run warns in words before XLA may stop it.
+
+Seen on an NVIDIA H200 with jax 0.11.2: a scatter-add (``segment_sum`` and the
+gradient of a gather) gave different bits on each of 3 runs without the flag and the
+same bits with it; an MLP train loop and a max-pool gradient gave the same bits on 3
+runs either way (the flag changes which bits: other algorithms).
 
 Randomness needs nothing extra: keys come from ``config.seed`` with JAX's default
 threefry PRNG, whose bits do not depend on the platform or on the sharding.
@@ -26,12 +33,14 @@ from relbench.errors import UsageError
 
 FLAG_NAME = "--xla_gpu_deterministic_ops"
 
-# Primitives (as named in a jaxpr) that XLA's GPU backend cannot run deterministically.
+# Primitives (as named in a jaxpr) that some XLA versions cannot run deterministically
+# on GPU.
 NONDETERMINISTIC_ON_GPU = {
     "select_and_scatter_add": (
-        "the gradient of max-pooling (select-and-scatter), which XLA refuses to compile "
-        "with --xla_gpu_deterministic_ops; pool with a reshape + max over the window "
-        "(non-overlapping windows) or average pooling instead"
+        "the gradient of max-pooling (select-and-scatter), which some XLA versions cannot "
+        "run deterministically on GPU and refuse to compile with "
+        "--xla_gpu_deterministic_ops; if compilation fails, pool non-overlapping windows "
+        "with a reshape + max, or use average pooling"
     ),
     "select_and_scatter": "a select-and-scatter (max-pool gradient), as above",
 }

@@ -1,0 +1,104 @@
+"""``relbench sweep``: one run per trial, resumable, finished trials skipped."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from relbench.errors import UsageError
+from relbench.sweeps import runner
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TRIALS = [
+    {"seed": 0, "optimizer.learning_rate": 0.02, "model.hidden_sizes": (16,)},
+    {"seed": 1, "optimizer.learning_rate": 0.05, "model.hidden_sizes": (8, 8)},
+]
+
+
+@pytest.fixture
+def config_file(tmp_path) -> pathlib.Path:
+    """experiments/digits_mlp.py plus a sweep() of two trials."""
+    path = tmp_path / "digits_sweep.py"
+    source = (ROOT / "experiments" / "digits_mlp.py").read_text()
+    path.write_text(f"{source}\n\ndef sweep():\n    return {TRIALS!r}\n")
+    return path
+
+
+def _config(path, arg="smoke"):
+    spec = importlib.util.spec_from_file_location("sweep_config_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def _sweep(config_file, root):
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "relbench", "sweep", f"--config={config_file}:smoke",
+            f"--workdir={root}", "--parallel=2", "--config.train.num_epochs=0.25",
+        ],
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2",
+             "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_sweep_runs_each_trial_once_and_resumes(config_file, tmp_path):
+    root = tmp_path / "sweep"
+    out = _sweep(config_file, root)
+    assert "trial 0: finished" in out and "trial 1: finished" in out
+    for index, trial in enumerate(TRIALS):
+        workdir = root / f"trial_00{index}"
+        config = json.loads((workdir / "config.json").read_text())
+        assert config["seed"] == trial["seed"]
+        assert config["optimizer"]["learning_rate"] == trial["optimizer.learning_rate"]
+        assert tuple(config["model"]["hidden_sizes"]) == trial["model.hidden_sizes"]
+        assert config["train"]["num_epochs"] == 0.25  # the command line's override too
+        assert (workdir / "results.json").exists()
+    mtimes = [(root / f"trial_00{i}" / "results.json").stat().st_mtime_ns for i in (0, 1)]
+
+    out = _sweep(config_file, root)  # everything finished: nothing runs
+    assert "2 already finished" in out and "started" not in out
+    assert mtimes == [(root / f"trial_00{i}" / "results.json").stat().st_mtime_ns for i in (0, 1)]
+
+    (root / "trial_001" / "results.json").unlink()  # as if killed before the end
+    out = _sweep(config_file, root)
+    assert "trial 1: started" in out and "trial 0: started" not in out
+    assert (root / "trial_001" / "results.json").exists()
+
+
+def test_changed_sweep_is_refused_before_running(config_file, tmp_path):
+    root = tmp_path / "sweep"
+    (root / "trial_000").mkdir(parents=True)
+    (root / "trial_000" / "trial.json").write_text(
+        json.dumps({"index": 0, "overrides": {"seed": 5}})
+    )
+    with pytest.raises(UsageError, match="another trial"):
+        runner.run_sweep(f"{config_file}:smoke", _config(config_file), {}, root)
+    assert not (root / "trial_001").exists()
+
+
+def test_unknown_key_in_sweep_is_refused(tmp_path, config_file):
+    config_file.write_text(
+        config_file.read_text() + "\n\ndef sweep():\n    return [{'optimizer.lr': 0.1}]\n"
+    )
+    with pytest.raises(UsageError, match="optimizer.lr"):
+        runner.run_sweep(f"{config_file}:smoke", _config(config_file), {}, tmp_path / "s")
+
+
+def test_config_without_sweep_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="defines no sweep"):
+        runner.load_sweep(f"{ROOT}/experiments/digits_mlp.py:smoke")
+
+
+def test_flag_values_read_back_by_ml_collections():
+    assert runner.flag_value(0.05) == "0.05"
+    assert runner.flag_value((8, 8)) == "(8, 8)"
+    assert runner.flag_value(True) == "true"
+    assert runner.flag_value("sgd") == "sgd"
