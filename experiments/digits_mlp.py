@@ -4,10 +4,15 @@
 
 ``arg``: ``METHOD[,smoke]``; the method defaults to ``deterministic``. Hardware: one
 CPU; about a minute on 2 cores. ``smoke`` trains a few steps only (tests).
+
+    relbench sweep --config experiments/digits_mlp.py --workdir runs/digits_sweep
+
+runs ``sweep()``: 8 quasi-random (Halton) points, each with 2 seeds.
 """
 
 import ml_collections
 
+from relbench.sweeps import halton
 from relbench.train.configs import method_config, optimizer_config, parse_arg
 
 
@@ -44,3 +49,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.model.hidden_sizes = (32,)
     config.lock()
     return config
+
+
+def sweep() -> list[dict]:
+    """Learning rate, momentum and width from a Halton sequence, each for 2 seeds."""
+    space = [
+        halton.loguniform("optimizer.learning_rate", 0.005, 0.5),
+        halton.uniform("optimizer.momentum", 0.8, 0.95),
+        halton.discrete("model.hidden_sizes", [(128,), (256, 256), (512, 512)]),
+    ]
+    return halton.product(halton.grid("seed", [0, 1]), halton.search(space, 8, seed=0))

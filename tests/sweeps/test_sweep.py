@@ -93,8 +93,10 @@ def test_unknown_key_in_sweep_is_refused(tmp_path, config_file):
 
 
 def test_config_without_sweep_is_refused(tmp_path):
+    path = tmp_path / "plain.py"
+    path.write_text("def get_config(arg=None):\n    return None\n")
     with pytest.raises(UsageError, match="defines no sweep"):
-        runner.load_sweep(f"{ROOT}/experiments/digits_mlp.py:smoke")
+        runner.load_sweep(f"{path}:smoke")
 
 
 def test_flag_values_read_back_by_ml_collections():

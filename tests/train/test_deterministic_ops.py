@@ -48,9 +48,7 @@ def test_max_pool_gradient_is_found_and_warned():
     def pooled(x):
         return jnp.sum(nn.max_pool(x, (2, 2), strides=(2, 2)) ** 2)
 
-    assert set(determinism.nondeterministic_ops(jax.grad(pooled), x)) == {
-        "select_and_scatter_add"
-    }
+    assert set(determinism.nondeterministic_ops(jax.grad(pooled), x)) == {"select_and_scatter_add"}
     assert determinism.nondeterministic_ops(jax.grad(lambda x: jnp.sum(x**2)), x) == {}
     with pytest.warns(RuntimeWarning, match="max-pooling"):
         determinism.warn_nondeterministic(jax.jit(jax.grad(pooled)), x)
