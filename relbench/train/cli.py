@@ -50,7 +50,7 @@ def _train(argv: list[str]) -> None:
         raise UsageError("train needs --config FILE[:ARG] and --workdir DIR")
     from relbench.train import distributed
 
-    distributed.initialize(
+    joined = distributed.initialize(
         _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
     )
     import jax
@@ -59,6 +59,8 @@ def _train(argv: list[str]) -> None:
     from relbench.train.writers import results_table
 
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if joined:
+        jax.distributed.shutdown()  # a barrier: no process exits while others still work
     if jax.process_index() == 0:
         print(results_table(results))
         print(f"results written to {_WORKDIR.value}/results.json")

@@ -104,3 +104,14 @@ def test_flag_values_read_back_by_ml_collections():
     assert runner.flag_value((8, 8)) == "(8, 8)"
     assert runner.flag_value(True) == "true"
     assert runner.flag_value("sgd") == "sgd"
+
+
+def test_failed_trials_are_reported_and_the_rest_run(tmp_path, capsys):
+    # Trial 1 fails at once; trials 0 and 2 finish; at most 2 run at the same time.
+    commands = {
+        i: ([sys.executable, "-c", f"raise SystemExit({3 if i == 1 else 0})"], tmp_path)
+        for i in range(3)
+    }
+    assert runner.run_trials(commands, parallel=2) == {0: 0, 1: 3, 2: 0}
+    out = capsys.readouterr().out
+    assert "trial 1: FAILED (status 3" in out and "trial 2: finished" in out
