@@ -28,7 +28,7 @@ from typing import Any
 import ml_collections
 
 from relbench.errors import UsageError
-from relbench.train.launch import relbench_command, stop
+from relbench.train.launch import relbench_command, sigterm_as_exit, stop
 
 _POLL_SECONDS = 0.2
 
@@ -111,34 +111,35 @@ def run_trials(commands: Mapping[int, tuple[list[str], pathlib.Path]], parallel:
     running: dict[int, subprocess.Popen] = {}
     logs = {}
     status: dict[int, int] = {}
-    try:
-        while waiting or running:
-            while waiting and len(running) < parallel:
-                index = waiting.pop(0)
-                argv, workdir = commands[index]
-                logs[index] = open(workdir / "train.log", "a")  # noqa: SIM115
-                running[index] = subprocess.Popen(
-                    argv, stdout=logs[index], stderr=subprocess.STDOUT
-                )
-                print(f"trial {index}: started in {workdir}", flush=True)
-            for index, process in list(running.items()):
-                if process.poll() is None:
-                    continue
-                del running[index]
-                logs[index].close()
-                status[index] = process.returncode
-                workdir = commands[index][1]
-                outcome = (
-                    "finished"
-                    if process.returncode == 0
-                    else (f"FAILED (status {process.returncode}; see {workdir / 'train.log'})")
-                )
-                print(f"trial {index}: {outcome}", flush=True)
-            time.sleep(_POLL_SECONDS)
-    finally:
-        stop(list(running.values()))
-        for log in logs.values():
-            log.close()
+    with sigterm_as_exit():
+        try:
+            while waiting or running:
+                while waiting and len(running) < parallel:
+                    index = waiting.pop(0)
+                    argv, workdir = commands[index]
+                    logs[index] = open(workdir / "train.log", "a")  # noqa: SIM115
+                    running[index] = subprocess.Popen(
+                        argv, stdout=logs[index], stderr=subprocess.STDOUT
+                    )
+                    print(f"trial {index}: started in {workdir}", flush=True)
+                for index, process in list(running.items()):
+                    if process.poll() is None:
+                        continue
+                    del running[index]
+                    logs[index].close()
+                    status[index] = process.returncode
+                    workdir = commands[index][1]
+                    outcome = (
+                        "finished"
+                        if process.returncode == 0
+                        else (f"FAILED (status {process.returncode}; see {workdir / 'train.log'})")
+                    )
+                    print(f"trial {index}: {outcome}", flush=True)
+                time.sleep(_POLL_SECONDS)
+        finally:
+            stop(list(running.values()))
+            for log in logs.values():
+                log.close()
     return status
 
 

@@ -66,6 +66,21 @@ def worker_env(devices_per_process: int | None) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def sigterm_as_exit():
+    """Within, SIGTERM raises SystemExit, so ``finally`` blocks stop the children."""
+
+    def on_sigterm(signum, frame):
+        del frame
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def stop(workers: Sequence[subprocess.Popen]) -> None:
     """SIGTERM every live worker, then SIGKILL whichever outlives the grace period."""
     for worker in workers:
@@ -104,23 +119,18 @@ def launch(
     address = f"127.0.0.1:{port or free_port()}"
     env = worker_env(devices_per_process)
 
-    def on_sigterm(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
     workers: list[subprocess.Popen] = []
-    try:
-        workers = [
-            subprocess.Popen(cmd, env=env) for cmd in worker_commands(args, processes, address)
-        ]
-        while True:
-            codes = [w.poll() for w in workers]
-            failed = [c for c in codes if c not in (None, 0)]
-            if failed:
-                return failed[0]
-            if all(c == 0 for c in codes):
-                return 0
-            time.sleep(_POLL_SECONDS)
-    finally:
-        stop(workers)
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_exit():
+        try:
+            for argv in worker_commands(args, processes, address):
+                workers.append(subprocess.Popen(argv, env=env))
+            while True:
+                codes = [w.poll() for w in workers]
+                failed = [c for c in codes if c not in (None, 0)]
+                if failed:
+                    return failed[0]
+                if all(c == 0 for c in codes):
+                    return 0
+                time.sleep(_POLL_SECONDS)
+        finally:
+            stop(workers)
