@@ -2,7 +2,8 @@
 
 A 2-process run SIGKILLed (launcher and workers at once, as when a host dies) resumes
 to the same final parameters as the run never stopped. A checkpoint written by one
-process restores in two and training continues; and back from two to one.
+process restores in two and training continues; and back from two to one, each time
+on another number of devices too.
 """
 
 import os
@@ -47,7 +48,8 @@ def test_sigkilled_two_process_run_resumes_bitwise(runs, run_2x2, tmp_path):
 
 
 def test_checkpoints_move_between_one_and_two_processes(runs, run_1x4, run_2x2, tmp_path):
-    for source, processes, devices in ((run_1x4, 2, 2), (run_2x2, 1, 4)):
+    # 1 process x 4 devices -> 2 processes x 1 device; 2 x 2 -> 1 x 1.
+    for source, processes, devices in ((run_1x4, 2, 1), (run_2x2, 1, 1)):
         workdir = tmp_path / f"from_{source.name}"
         shutil.copytree(source, workdir)
         resumed_from = _drop_last_checkpoint(workdir)
@@ -57,7 +59,7 @@ def test_checkpoints_move_between_one_and_two_processes(runs, run_1x4, run_2x2, 
         # It continued from the checkpoint (no step before it was trained again)...
         new_steps = runs.logged_steps(workdir)[len(before) :]
         assert new_steps and min(new_steps) > resumed_from
-        # ...to the end, where both topologies agree up to float reduction order.
+        # ...to the end, where all topologies agree up to float reduction order.
         for a, b in zip(runs.params(source), runs.params(workdir), strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
         assert runs.results(workdir).keys() == runs.results(source).keys()
