@@ -22,6 +22,7 @@ run: venv
 	$(VENV)/bin/relbench train --config experiments/digits_mlp.py --workdir $(WORKDIR)
 
 test: venv
+	$(VENV)/bin/ruff check relbench tests experiments benchmarks
 	$(PY) -m pytest -q
 
 lint: venv

@@ -30,7 +30,7 @@ class TfdsSource:
         return len(self.records)
 
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        rows = self.records.__getitems__([int(i) for i in indices])
+        rows = [self.records[int(i)] for i in indices]
         images = np.stack([np.asarray(r[self.image_key]) for r in rows])
         labels = np.array([r[self.label_key] for r in rows], np.int32)
         return {"input": images.astype(np.float32) / 255.0, "label": labels}
@@ -50,7 +50,7 @@ def _data_source(name: str, split: str, data_dir: str | None):
 
 
 def tfds_dataset(
-    name: str,
+    tfds_name: str,
     train_split: str = "train",
     eval_splits: Mapping[str, str] | None = None,
     ood: Mapping[str, str] | None = None,
@@ -61,7 +61,7 @@ def tfds_dataset(
     """A TFDS image-classification dataset.
 
     Args:
-      name: the TFDS name, e.g. ``"mnist"`` or ``"cifar10"``.
+      tfds_name: the TFDS name, e.g. ``"mnist"`` or ``"cifar10"``.
       train_split: the split (TFDS slicing syntax allowed, e.g. ``"train[:90%]"``).
       eval_splits: evaluation-set name -> split; default ``{"test": "test"}``.
       ood: evaluation-set name -> ``"dataset:split"`` of another TFDS dataset used as
@@ -69,8 +69,8 @@ def tfds_dataset(
       data_dir: where the prepared data lives; None for TFDS's default.
       image_key, label_key: the feature names in the records.
     """
-    builder_info = _data_source(name, train_split, data_dir)
-    train = TfdsSource(builder_info, image_key, label_key)
+    name = tfds_name
+    train = TfdsSource(_data_source(name, train_split, data_dir), image_key, label_key)
     info = tfds.builder(name, data_dir=data_dir).info
     num_classes = info.features[label_key].num_classes
     input_shape = tuple(info.features[image_key].shape)

@@ -4,30 +4,30 @@
         --parallel 2
 
 Trial ``i`` is ``relbench train --config FILE[:ARG] --workdir ROOT/trial_<i>
---config.KEY=VALUE ...`` (its overrides from ``sweep()`` after those given on the
-command line), run as its own single-process subprocess with output in
-``ROOT/trial_<i>/train.log``. A trial with ``results.json`` is finished and skipped; an
-unfinished one resumes from its checkpoints, so rerunning the same command after a
-crash or a Ctrl-C finishes the sweep. ``ROOT/trial_<i>/trial.json`` records each
-trial's overrides; a rerun whose ``sweep()`` gives a trial other overrides stops
-before running anything, so results are never mixed. Finally the sweep runs
-``relbench report`` over ROOT.
+--config.KEY=VALUE ...`` (the overrides given on the command line, then its own from
+``sweep()``, each written as a Python literal), run as its own single-process
+subprocess with output in ``ROOT/trial_<i>/train.log``. A trial with ``results.json``
+is finished and skipped; an unfinished one resumes from its checkpoints, so rerunning
+the same command after a crash or a Ctrl-C finishes the sweep.
+``ROOT/trial_<i>/trial.json`` records each trial's overrides; a rerun whose
+``sweep()`` gives a trial other overrides stops before running anything, so results
+are never mixed. Finally the sweep runs ``relbench report`` over ROOT.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import pathlib
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
 from relbench.errors import UsageError
+from relbench.train import configs
 from relbench.train.launch import relbench_command, sigterm_as_exit, stop
 
 _POLL_SECONDS = 0.2
@@ -35,12 +35,8 @@ _POLL_SECONDS = 0.2
 
 def load_sweep(config_spec: str) -> list[dict[str, Any]]:
     """Calls ``sweep()`` in the config file of ``FILE[:ARG]``; checks what it returns."""
-    path = pathlib.Path(config_spec.split(":", 1)[0])
-    spec = importlib.util.spec_from_file_location(f"_relbench_sweep_{path.stem}", path)
-    if spec is None or not path.is_file():
-        raise UsageError(f"config file {path} does not exist; pass --config FILE[:ARG]")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    path = config_spec.partition(":")[0]
+    module = configs.load_module(path)
     if not callable(getattr(module, "sweep", None)):
         raise UsageError(f"{path} defines no sweep(); add one returning a list of override dicts")
     trials = module.sweep()
@@ -55,26 +51,20 @@ def load_sweep(config_spec: str) -> list[dict[str, Any]]:
     return [dict(overrides) for overrides in trials]
 
 
-def check_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any], what: str):
-    """Applies ``overrides`` to a copy of ``config``; an unknown key or type is a UsageError."""
+def check_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, str], what: str):
+    """Applies ``{key: text}`` to a copy of ``config`` as ``relbench train`` will; an
+    unknown key or a wrong type is a UsageError naming ``what``."""
     trial = copy.deepcopy(config)
-    for key, value in overrides.items():
+    for key, text in overrides.items():
         try:
-            trial.update_from_flattened_dict({key: value})
-        except (KeyError, AttributeError, TypeError) as error:
-            raise UsageError(
-                f"{what} sets config.{key}={value!r}, which the config rejects "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:160]}); fix sweep()"
-            ) from None
+            configs.apply_override(trial, key, text)
+        except UsageError as error:
+            raise UsageError(f"{what}: {error}; fix sweep()") from None
     return trial
 
 
 def flag_value(value: Any) -> str:
-    """A value as ml_collections' ``--config.KEY=VALUE`` parser reads it back."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A value as the text of ``--config.KEY=TEXT`` (read back as a Python literal)."""
     return repr(value)
 
 
@@ -82,17 +72,17 @@ def trial_dir(root: pathlib.Path, index: int, count: int) -> pathlib.Path:
     return root / f"trial_{index:0{max(3, len(str(count - 1)))}d}"
 
 
-def trial_command(config_spec: str, overrides: Mapping[str, Any], workdir: pathlib.Path):
+def trial_command(config_spec: str, overrides: Mapping[str, str], workdir: pathlib.Path):
     """The ``relbench train`` argv of one trial (always a single process)."""
-    flags = [f"--config.{key}={flag_value(value)}" for key, value in overrides.items()]
+    flags = [f"--config.{key}={text}" for key, text in overrides.items()]
     return relbench_command(
         "train", f"--config={config_spec}", f"--workdir={workdir}", "--distributed=off", *flags
     )
 
 
-def _claim(workdir: pathlib.Path, index: int, overrides: Mapping[str, Any]) -> None:
+def _claim(workdir: pathlib.Path, index: int, overrides: Mapping[str, str]) -> None:
     """Writes ``trial.json``, or checks that an existing one holds the same trial."""
-    record = json.loads(json.dumps({"index": index, "overrides": dict(overrides)}))
+    record = {"index": index, "overrides": dict(overrides)}
     path = workdir / "trial.json"
     if path.exists():
         if json.loads(path.read_text()) != record:
@@ -154,8 +144,7 @@ def _report(root: pathlib.Path) -> None:
 
 def run_sweep(
     config_spec: str,
-    config: ml_collections.ConfigDict,
-    base_overrides: Mapping[str, Any],
+    base_overrides: Sequence[tuple[str, str]],
     root: str | pathlib.Path,
     parallel: int = 1,
 ) -> int:
@@ -163,23 +152,27 @@ def run_sweep(
 
     Args:
       config_spec: ``FILE[:ARG]`` as given to ``--config``.
-      config: the config it builds, with ``base_overrides`` applied (to check trials).
-      base_overrides: ``{key: value}`` given on the command line, passed to each trial.
+      base_overrides: ``(key, text)`` pairs given on the command line, for every trial.
       root: the sweep's directory; trial ``i`` runs in ``root/trial_<i>``.
       parallel: how many trials run at the same time.
     """
     if parallel < 1:
         raise UsageError(f"--parallel {parallel} must be at least 1")
     root = pathlib.Path(root)
-    trials = load_sweep(config_spec)
-    merged = [{**base_overrides, **overrides} for overrides in trials]
+    config = configs.load(config_spec)
+    for key, text in base_overrides:
+        configs.apply_override(config, key, text)
+    trials = [
+        {**dict(base_overrides), **{k: flag_value(v) for k, v in overrides.items()}}
+        for overrides in load_sweep(config_spec)
+    ]
     for index, overrides in enumerate(trials):
         check_overrides(config, overrides, f"sweep() trial {index}")
     workdirs = [trial_dir(root, i, len(trials)) for i in range(len(trials))]
-    for index, (workdir, overrides) in enumerate(zip(workdirs, merged, strict=True)):
+    for index, (workdir, overrides) in enumerate(zip(workdirs, trials, strict=True)):
         _claim(workdir, index, overrides)
     todo = {
-        i: (trial_command(config_spec, merged[i], workdirs[i]), workdirs[i])
+        i: (trial_command(config_spec, trials[i], workdirs[i]), workdirs[i])
         for i in range(len(trials))
         if not (workdirs[i] / "results.json").exists()
     }

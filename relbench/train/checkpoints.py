@@ -1,13 +1,12 @@
-"""Checkpoints: the train state and the grain iterator, saved together by orbax.
+"""Checkpoints: the train state and the grain iterator state, saved together by orbax.
+
+The iterator state is a small JSON dict (the next batch index). Batches are a function
+of the global step alone (``relbench.data.sources``), so the same state is valid for
+every process and restores under any number of processes.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a
 process killed mid-save leaves the previous checkpoints intact, and a restarted run
 resumes from the newest complete one.
-
-Checkpoints do not depend on the topology that wrote them: the state is saved as
-global arrays (restored onto whatever mesh the restoring run has), and the data
-iterator's state is its next *global* step (the same on every process), saved once as
-JSON by process 0. A run started on one process resumes on two, and back.
 """
 
 from __future__ import annotations
@@ -56,8 +55,7 @@ class Checkpoints:
             restored = self.manager.restore(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state),
-                    data=ocp.args.JsonRestore(),
+                    state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
                 ),
             )
             iterator.set_state(restored["data"])
@@ -74,18 +72,13 @@ class Checkpoints:
 
 
 def load_final_params(workdir: str | pathlib.Path):
-    """The params of the newest checkpoint in ``workdir`` as a pytree of numpy arrays.
-
-    Reads on the host only (no mesh, any process count), for comparing runs. Orbax
-    renames a step's folder to its number only once the step is complete.
-    """
-    directory = pathlib.Path(workdir).absolute() / "checkpoints"
-    steps = [int(p.name) for p in directory.glob("*") if p.name.isdigit()]
-    if not steps:
-        raise UsageError(f"no checkpoint in {directory}; train first")
-    path = directory / str(max(steps)) / "state"
-    with ocp.PyTreeCheckpointer() as checkpointer:
-        tree = checkpointer.metadata(path).item_metadata.tree
-        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-        state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
-    return state["params"]
+    """The parameters of the newest checkpoint in ``workdir``, as numpy arrays."""
+    directory = (pathlib.Path(workdir) / "checkpoints").absolute()
+    with ocp.CheckpointManager(
+        directory, item_handlers={"state": ocp.StandardCheckpointHandler()}
+    ) as manager:
+        step = manager.latest_step()
+        if step is None:
+            raise UsageError(f"no checkpoint in {directory}; train first")
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.tree.map(np.asarray, restored["state"]["params"])

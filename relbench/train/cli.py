@@ -1,138 +1,147 @@
-"""``relbench`` command line: ``relbench train --config FILE[:ARG] --workdir DIR``.
+"""The ``relbench`` command line.
 
-Also ``relbench launch`` (N local processes of one multi-process run) and ``relbench
-sweep`` (every trial of a config's ``sweep()``); see relbench/train/launch.py and
-relbench/sweeps/runner.py.
+    relbench train --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
+    relbench launch --processes N [--devices-per-process D] -- TRAIN_OPTIONS
+    relbench sweep --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir ROOT
 
-Config overrides use ml_collections syntax: ``--config.optimizer.learning_rate=0.01``.
-A mistake the user can fix (unknown key, missing dataset, unwritable workdir...) prints
-one ``relbench: error: ...`` line and exits with status 2.
+``launch`` runs one multi-process ``train`` on this machine (relbench/train/launch.py);
+``sweep`` runs every trial of the config's ``sweep()`` (relbench/sweeps/runner.py).
+
+Overrides use ml_collections' syntax (``--config.optimizer.learning_rate=0.01``); a
+value is read as a Python literal, else as a string. A mistake the user can fix
+(unknown key, missing dataset, unwritable workdir...) prints one
+``relbench: error: ...`` line and exits with status 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-
-from absl import app, flags, logging
-from ml_collections import config_flags
 
 from relbench.errors import UsageError
 
-FLAGS = flags.FLAGS
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file, optionally FILE:ARG.", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
-_DISTRIBUTED = flags.DEFINE_enum(
-    "distributed",
-    "auto",
-    ["auto", "on", "off"],
-    "Join a multi-process run: auto = when the flags below are given or JAX detects a "
-    "cluster (Cloud TPU, SLURM, GKE).",
-)
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "HOST:PORT of process 0 in a multi-process run."
-)
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in the run.")
-_PROCESSES = flags.DEFINE_integer("processes", 2, "launch: the number of local processes.")
-_DEVICES_PER_PROCESS = flags.DEFINE_integer(
-    "devices_per_process", None, "launch: CPU devices per process (default: the platform's own)."
-)
-_PORT = flags.DEFINE_integer("port", None, "launch: the coordinator's port (default: a free one).")
-_PARALLEL = flags.DEFINE_integer("parallel", 1, "sweep: trials run at the same time.")
+
+def split_config_args(args: list[str]) -> tuple[str, list[tuple[str, str]], list[str]]:
+    """``--config SPEC`` and ``--config.key=value`` -> (spec, [(key, text)], other args)."""
+    spec, overrides, rest = None, [], []
+    items = iter(args)
+    for item in items:
+        if item == "--config":
+            spec = next(items, None)
+        elif item.startswith("--config="):
+            spec = item.split("=", 1)[1]
+        elif item.startswith("--config."):
+            key, sep, value = item[len("--config.") :].partition("=")
+            if not sep:
+                value = next(items, "")
+            overrides.append((key, value))
+        else:
+            rest.append(item)
+    if not spec:
+        raise UsageError("missing --config FILE.py[:ARG]; e.g. --config experiments/digits_mlp.py")
+    return spec, overrides, rest
 
 
-def _train(argv: list[str]) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        raise UsageError("train needs --config FILE[:ARG] and --workdir DIR")
+def config_from_args(args: list[str]):
+    """``--config SPEC`` and ``--config.key=value`` overrides -> (locked config, rest)."""
+    from relbench.train import configs
+
+    spec, overrides, rest = split_config_args(args)
+    config = configs.load(spec)
+    for key, value in overrides:
+        configs.apply_override(config, key, value)
+    return config, rest
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _train(args: list[str]) -> None:
+    config, rest = config_from_args(args)
+    parser = _Parser(prog="relbench train")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument(
+        "--distributed",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="join a multi-process run: auto = when the options below are given or JAX "
+        "detects a cluster (Cloud TPU, SLURM, GKE)",
+    )
+    parser.add_argument("--coordinator_address", "--coordinator-address", help="HOST:PORT")
+    parser.add_argument("--num_processes", "--num-processes", type=int)
+    parser.add_argument("--process_id", "--process-id", type=int)
+    options = parser.parse_args(rest)
+
     from relbench.train import distributed
 
     joined = distributed.initialize(
-        _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+        options.distributed, options.coordinator_address, options.num_processes, options.process_id
     )
     import jax
+    from absl import logging
 
     from relbench.train.loop import train_and_evaluate
     from relbench.train.writers import results_table
 
-    results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    results = train_and_evaluate(config, options.workdir)
     if joined:
         jax.distributed.shutdown()  # a barrier: no process exits while others still work
     if jax.process_index() == 0:
         print(results_table(results))
-        print(f"results written to {_WORKDIR.value}/results.json")
+        print(f"results written to {options.workdir}/results.json")
 
 
-def _launch(argv: list[str]) -> None:
+def _launch(args: list[str]) -> None:
+    if "--" not in args or args.index("--") == len(args) - 1:
+        raise UsageError(
+            "launch takes the train options after '--': relbench launch --processes N -- "
+            "--config FILE.py[:ARG] --workdir DIR"
+        )
+    split = args.index("--")
+    train_args = args[split + 1 :]
+    if train_args[0] == "train":
+        train_args = train_args[1:]
+    parser = _Parser(prog="relbench launch")
+    parser.add_argument("--processes", type=int, required=True)
+    parser.add_argument("--devices-per-process", "--devices_per_process", type=int)
+    parser.add_argument("--port", type=int, help="the coordinator's port (default: a free one)")
+    options = parser.parse_args(args[:split])
+
     from relbench.train import launch
 
-    args = argv[1:]
-    if args[:1] == ["train"]:
-        args = args[1:]
-    if _CONFIG.value is not None or _WORKDIR.value is not None or not args:
-        raise UsageError(
-            "launch takes the train flags after '--': relbench launch --processes N -- "
-            "--config FILE[:ARG] --workdir DIR"
-        )
-    sys.exit(launch.launch(args, _PROCESSES.value, _DEVICES_PER_PROCESS.value, _PORT.value))
+    sys.exit(
+        launch.launch(train_args, options.processes, options.devices_per_process, options.port)
+    )
 
 
-def _sweep(argv: list[str]) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        raise UsageError("sweep needs --config FILE[:ARG] and --workdir ROOT")
+def _sweep(args: list[str]) -> None:
+    spec, overrides, rest = split_config_args(args)
+    parser = _Parser(prog="relbench sweep")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--parallel", type=int, default=1, help="trials run at the same time")
+    options = parser.parse_args(rest)
+
     from relbench.sweeps import runner
 
-    config_flag = FLAGS["config"]
-    sys.exit(
-        runner.run_sweep(
-            config_flags.get_config_filename(config_flag),
-            _CONFIG.value,
-            config_flags.get_override_values(config_flag),
-            _WORKDIR.value,
-            parallel=_PARALLEL.value,
-        )
-    )
+    sys.exit(runner.run_sweep(spec, overrides, options.workdir, options.parallel))
 
 
 COMMANDS = {"train": _train, "launch": _launch, "sweep": _sweep}
 
 
-def _underscored(argv: list[str]) -> list[str]:
-    """``--devices-per-process`` -> ``--devices_per_process`` (flags before ``--`` only)."""
-    end = argv.index("--") if "--" in argv else len(argv)
-    fixed = []
-    for arg in argv[:end]:
-        name, eq, value = arg.partition("=")
-        if name.startswith("--") and "." not in name:
-            name = "--" + name[2:].replace("-", "_")
-        fixed.append(name + eq + value)
-    return fixed + argv[end:]
-
-
-def _guarded(command):
-    def run(argv):
-        try:
-            command(argv)
-        except UsageError as error:
-            print(f"relbench: error: {error}", file=sys.stderr)
-            sys.exit(2)
-
-    return run
+def _fail(message: str) -> None:
+    print(f"relbench: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] not in COMMANDS:
-        print(f"usage: relbench {{{','.join(COMMANDS)}}} [flags]", file=sys.stderr)
-        sys.exit(2)
-    command = argv.pop(1)
+        _fail(f"usage: relbench {{{','.join(COMMANDS)}}} [options]")
     try:
-        app.run(_guarded(COMMANDS[command]), argv=_underscored(argv))
-    except UsageError as error:  # raised while the config file is loaded
-        print(f"relbench: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        COMMANDS[argv[1]](argv[2:])
+    except UsageError as error:
+        _fail(str(error))

@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import pathlib
+import time
 import uuid
 import zlib
 from typing import Any
@@ -36,6 +37,7 @@ from relbench.methods.method import rng_dict
 from relbench.registry import check_kwargs
 from relbench.train import determinism, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
+from relbench.train.prefetch import DevicePrefetch
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
 
@@ -79,12 +81,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             f"config.model.{clash[0]} is set by the method or the dataset; remove it from "
             "config.model (set it through config.method or config.dataset)"
         )
-    model = models_lib.make(
-        **model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes
-    )
-    total_steps = math.ceil(
-        settings.num_epochs * len(dataset.train) / settings.global_batch_size
-    )
+    model = models_lib.make(**model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes)
+    total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
     optimizer = optimizers.make(total_steps=total_steps, **config.optimizer)
     return Experiment(dataset, method, model, optimizer, settings, total_steps, config.seed)
 
@@ -146,7 +144,9 @@ def make_eval_step(exp: Experiment):
     """The pure eval step ``(state, batch, key) -> per-metric summable statistics``."""
 
     def eval_step(state: TrainState, batch, key, *, is_ood: bool):
-        logits, extras = exp.method.predict_fn(exp.model.apply, state.variables, batch["input"], key)
+        logits, extras = exp.method.predict_fn(
+            exp.model.apply, state.variables, batch["input"], key
+        )
         predictions = metrics_lib.Predictions(
             logits=logits,
             log_probs=metrics_lib.predictive_log_probs(logits),
@@ -252,7 +252,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     }
     epoch_hook = exp.method.on_epoch_start
     if epoch_hook is not None:
-        epoch_hook = jax.jit(epoch_hook, in_shardings=(state_sharding,), out_shardings=state_sharding)
+        epoch_hook = jax.jit(
+            epoch_hook, in_shardings=(state_sharding,), out_shardings=state_sharding
+        )
 
     batches = data_lib.TrainBatches(
         exp.dataset.train,
@@ -276,10 +278,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         )
         state = checkpoints.restore(start, abstract, iterator)
 
+    device_batches = DevicePrefetch(
+        iterator, lambda local: sharding.global_batch(local, batch_sharding)
+    )
     writer = RunWriter(workdir, enabled=is_writer)
     bar = progress_bar(exp.total_steps, start, enabled=is_writer)
     num_train = len(exp.dataset.train)
     pending: list[dict] = []  # device-side metrics since the last log: no per-step sync
+    last_flush = [start, time.perf_counter()]
 
     def flush(step: int) -> None:
         if not pending:
@@ -288,6 +294,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
         pending.clear()
         _check_finite(means, step, checkpoints)
+        now = time.perf_counter()
+        means["steps_per_second"] = (step - last_flush[0]) / (now - last_flush[1])
+        last_flush[:] = step, now
         writer.write(step, "train", means)
         bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
 
@@ -299,7 +308,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 != _epoch(step - 1, settings.global_batch_size, num_train)
             ):
                 state = epoch_hook(state)
-            batch = sharding.global_batch(next(iterator), batch_sharding)
+            batch = next(device_batches)
             if step == start and settings.deterministic_ops:
                 determinism.warn_nondeterministic(train_step, state, batch, train_key)
             state, metrics = train_step(state, batch, train_key)
@@ -309,7 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 flush(done)
             if done % settings.checkpoint_every_steps == 0 or done == exp.total_steps:
                 flush(done)
-                checkpoints.save(done, state, iterator)
+                checkpoints.save(done, state, device_batches)
             bar.update(1)
         bar.close()
         results = evaluate(exp, state, eval_steps, eval_key, mesh)
@@ -317,6 +326,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             writer.write(exp.total_steps, set_name, set_metrics)
         writer.write_results(results)
     finally:
+        device_batches.close()
         bar.close()
         writer.close()
         checkpoints.close()

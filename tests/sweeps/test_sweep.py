@@ -1,6 +1,5 @@
 """``relbench sweep``: one run per trial, resumable, finished trials skipped."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -11,6 +10,7 @@ import pytest
 
 from relbench.errors import UsageError
 from relbench.sweeps import runner
+from relbench.train import configs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRIALS = [
@@ -26,13 +26,6 @@ def config_file(tmp_path) -> pathlib.Path:
     source = (ROOT / "experiments" / "digits_mlp.py").read_text()
     path.write_text(f"{source}\n\ndef sweep():\n    return {TRIALS!r}\n")
     return path
-
-
-def _config(path, arg="smoke"):
-    spec = importlib.util.spec_from_file_location("sweep_config_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def _sweep(config_file, root):
@@ -80,7 +73,7 @@ def test_changed_sweep_is_refused_before_running(config_file, tmp_path):
         json.dumps({"index": 0, "overrides": {"seed": 5}})
     )
     with pytest.raises(UsageError, match="another trial"):
-        runner.run_sweep(f"{config_file}:smoke", _config(config_file), {}, root)
+        runner.run_sweep(f"{config_file}:smoke", [], root)
     assert not (root / "trial_001").exists()
 
 
@@ -89,7 +82,7 @@ def test_unknown_key_in_sweep_is_refused(tmp_path, config_file):
         config_file.read_text() + "\n\ndef sweep():\n    return [{'optimizer.lr': 0.1}]\n"
     )
     with pytest.raises(UsageError, match="optimizer.lr"):
-        runner.run_sweep(f"{config_file}:smoke", _config(config_file), {}, tmp_path / "s")
+        runner.run_sweep(f"{config_file}:smoke", [], tmp_path / "s")
 
 
 def test_config_without_sweep_is_refused(tmp_path):
@@ -99,11 +92,19 @@ def test_config_without_sweep_is_refused(tmp_path):
         runner.load_sweep(f"{path}:smoke")
 
 
-def test_flag_values_read_back_by_ml_collections():
-    assert runner.flag_value(0.05) == "0.05"
-    assert runner.flag_value((8, 8)) == "(8, 8)"
-    assert runner.flag_value(True) == "true"
-    assert runner.flag_value("sgd") == "sgd"
+def test_trial_values_read_back_exactly(config_file):
+    config = configs.load(f"{config_file}:smoke")
+    values = {
+        "optimizer.learning_rate": 0.1 + 0.2,  # not a short decimal
+        "model.hidden_sizes": (8, 8),
+        "optimizer.name": "adam",
+        "train.deterministic_ops": True,
+    }
+    texts = {key: runner.flag_value(value) for key, value in values.items()}
+    trial = runner.check_overrides(config, texts, "trial")
+    for key, value in values.items():
+        section, leaf = key.split(".")
+        assert trial[section][leaf] == value
 
 
 def test_failed_trials_are_reported_and_the_rest_run(tmp_path, capsys):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from relbench.errors import UsageError
-from relbench.train import cli, distributed, launch
+from relbench.train import distributed, launch
 
 
 def test_single_process_without_flags_or_cluster():
@@ -57,17 +57,10 @@ def test_launch_stops_the_others_when_one_fails(monkeypatch):
     assert launch.launch(["--config=c.py"], processes=2) == 3
 
 
-def test_hyphenated_flags_before_the_separator():
-    argv = ["relbench", "--devices-per-process=2", "--processes", "2", "--", "--a-b=1"]
-    assert cli._underscored(argv) == [
-        "relbench", "--devices_per_process=2", "--processes", "2", "--", "--a-b=1"
-    ]  # fmt: skip
-
-
 def test_launch_without_train_flags_is_a_usage_error():
     done = subprocess.run(
         [sys.executable, "-m", "relbench", "launch", "--processes=2"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "relbench: error: launch takes the train flags after '--'" in done.stderr
+    assert "relbench: error: launch takes the train options after '--'" in done.stderr
