@@ -98,7 +98,7 @@ def test_trial_values_read_back_exactly(config_file):
         "optimizer.learning_rate": 0.1 + 0.2,  # not a short decimal
         "model.hidden_sizes": (8, 8),
         "optimizer.name": "adam",
-        "train.deterministic_ops": True,
+        "train.log_every_steps": 7,
     }
     texts = {key: runner.flag_value(value) for key, value in values.items()}
     trial = runner.check_overrides(config, texts, "trial")
