@@ -38,6 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "checkpoint_every_steps": 200,
             "max_checkpoints_to_keep": 2,
             "eval_batch_size": 256,
+            "deterministic_ops": False,  # True: XLA's deterministic GPU kernels
         }
     )
     if options.smoke:

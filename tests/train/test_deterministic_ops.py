@@ -1,6 +1,7 @@
 """config.train.deterministic_ops: XLA's GPU flag, and the warning for max-pool gradients."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -13,6 +14,13 @@ from relbench import models
 from relbench.errors import UsageError
 from relbench.train import determinism
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _env_without_xla_flags() -> dict[str, str]:
+    kept = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return {**kept, "PYTHONPATH": str(ROOT)}
+
 
 def test_flag_is_set_before_the_backend_starts():
     code = (
@@ -20,7 +28,7 @@ def test_flag_is_set_before_the_backend_starts():
         "determinism.configure(True); import jax; jax.devices(); "
         "print(os.environ['XLA_FLAGS'])"
     )
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = _env_without_xla_flags()
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
@@ -68,3 +76,22 @@ def test_the_cnn_train_gradient_contains_a_max_pool_gradient():
     assert "select_and_scatter_add" in determinism.nondeterministic_ops(
         jax.grad(loss), variables["params"]
     )
+
+
+def test_relbench_train_sets_the_flag_before_jax_starts(tmp_path):
+    # If anything on the CLI path started JAX's backend first, configure() could no
+    # longer set the flag (on CPU it then sets nothing), and XLA_FLAGS would be unset.
+    code = (
+        "import os, sys; from relbench.train import cli; "
+        "cli.main(['relbench', 'train', '--config', sys.argv[1], "
+        "'--config.train.deterministic_ops=True', '--config.train.num_epochs=0.05', "
+        "'--workdir', sys.argv[2]]); print(os.environ.get('XLA_FLAGS'))"
+    )
+    config = f"{ROOT}/experiments/digits_mlp.py:smoke"
+    env = _env_without_xla_flags()
+    done = subprocess.run(
+        [sys.executable, "-c", code, config, str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "--xla_gpu_deterministic_ops=true"

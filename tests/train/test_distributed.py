@@ -1,5 +1,7 @@
 """When a run joins jax.distributed, and how launch and the CLI take their flags."""
 
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -60,6 +62,7 @@ def test_launch_stops_the_others_when_one_fails(monkeypatch):
 def test_launch_without_train_flags_is_a_usage_error():
     done = subprocess.run(
         [sys.executable, "-m", "relbench", "launch", "--processes=2"],
+        env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 2
