@@ -11,7 +11,8 @@ is finished and skipped; an unfinished one resumes from its checkpoints, so reru
 the same command after a crash or a Ctrl-C finishes the sweep.
 ``ROOT/trial_<i>/trial.json`` records each trial's overrides; a rerun whose
 ``sweep()`` gives a trial other overrides stops before running anything, so results
-are never mixed. Finally the sweep runs ``relbench report`` over ROOT.
+are never mixed. Finally ``relbench report`` over the finished trials writes
+``ROOT/report``.
 """
 
 from __future__ import annotations
@@ -133,13 +134,15 @@ def run_trials(commands: Mapping[int, tuple[list[str], pathlib.Path]], parallel:
     return status
 
 
-def _report(root: pathlib.Path) -> None:
+def _report(root: pathlib.Path, workdirs: Sequence[pathlib.Path]) -> None:
+    """``relbench report`` over the finished trials, into ``root/report``."""
     from relbench.train import cli
 
-    if "report" not in cli.COMMANDS:
-        print(f"(relbench report is not available; trial results are in {root}/trial_*/)")
+    finished = [str(w) for w in workdirs if (w / "results.json").exists()]
+    if "report" not in cli.COMMANDS or not finished:
+        print(f"(no report; trial results are in {root}/trial_*/)")
         return
-    subprocess.run(relbench_command("report", f"--workdir={root}"), check=False)
+    subprocess.run(relbench_command("report", *finished, f"--out={root / 'report'}"), check=False)
 
 
 def run_sweep(
@@ -181,5 +184,5 @@ def run_sweep(
     failed = sorted(i for i, code in status.items() if code != 0)
     if failed:
         print(f"sweep: trials {failed} failed; rerun the same command to retry them")
-    _report(root)
+    _report(root, workdirs)
     return 1 if failed else 0

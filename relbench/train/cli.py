@@ -1,6 +1,8 @@
 """The ``relbench`` command line.
 
     relbench train --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
+    relbench report RUN_DIR [RUN_DIR ...] --out DIR
+    relbench benchmark --workdir DIR     (every method on the embedded sets, then a report)
     relbench launch --processes N [--devices-per-process D] -- TRAIN_OPTIONS
     relbench sweep --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir ROOT
 
@@ -58,6 +60,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def _quiet_logs() -> None:
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+
+
 def _train(args: list[str]) -> None:
     config, rest = config_from_args(args)
     parser = _Parser(prog="relbench train")
@@ -80,18 +88,40 @@ def _train(args: list[str]) -> None:
         options.distributed, options.coordinator_address, options.num_processes, options.process_id
     )
     import jax
-    from absl import logging
 
+    from relbench.train.evaluation import headline_results
     from relbench.train.loop import train_and_evaluate
     from relbench.train.writers import results_table
 
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    _quiet_logs()
     results = train_and_evaluate(config, options.workdir)
     if joined:
         jax.distributed.shutdown()  # a barrier: no process exits while others still work
     if jax.process_index() == 0:
-        print(results_table(results))
-        print(f"results written to {options.workdir}/results.json")
+        print(results_table(headline_results(results)))
+        print(f"results written to {options.workdir}/results.json (every metric and set)")
+
+
+def _report(args: list[str]) -> None:
+    parser = _Parser(prog="relbench report")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", required=True)
+    options = parser.parse_args(args)
+    from relbench.report import write_report
+
+    written = write_report(options.runs, options.out)
+    print(f"report written to {written[0]} and {written[1]} ({len(written) - 2} figures)")
+
+
+def _benchmark(args: list[str]) -> None:
+    parser = _Parser(prog="relbench benchmark")
+    parser.add_argument("--workdir", required=True)
+    options = parser.parse_args(args)
+    from relbench.train.benchmark import run_benchmark
+
+    _quiet_logs()
+    if run_benchmark(options.workdir):
+        sys.exit(1)
 
 
 def _launch(args: list[str]) -> None:
@@ -129,7 +159,13 @@ def _sweep(args: list[str]) -> None:
     sys.exit(runner.run_sweep(spec, overrides, options.workdir, options.parallel))
 
 
-COMMANDS = {"train": _train, "launch": _launch, "sweep": _sweep}
+COMMANDS = {
+    "train": _train,
+    "report": _report,
+    "benchmark": _benchmark,
+    "launch": _launch,
+    "sweep": _sweep,
+}
 
 
 def _fail(message: str) -> None:

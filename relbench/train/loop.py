@@ -35,9 +35,10 @@ from relbench import models as models_lib
 from relbench.errors import UsageError
 from relbench.methods.method import rng_dict
 from relbench.registry import check_kwargs
-from relbench.train import determinism, optimizers, sharding
+from relbench.train import determinism, evaluation, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
 from relbench.train.prefetch import DevicePrefetch
+from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
 
@@ -66,6 +67,7 @@ class Experiment:
     settings: LoopSettings
     total_steps: int
     seed: int
+    evaluation: evaluation.EvaluationSettings = evaluation.EvaluationSettings()
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
@@ -84,7 +86,19 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     model = models_lib.make(**model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes)
     total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
     optimizer = optimizers.make(total_steps=total_steps, **config.optimizer)
-    return Experiment(dataset, method, model, optimizer, settings, total_steps, config.seed)
+    # A config without an evaluation suite evaluates the dataset's own sets only.
+    evaluation_kwargs = dict(config.evaluation) if "evaluation" in config else {}
+    check_kwargs(evaluation.EvaluationSettings, evaluation_kwargs, "config.evaluation", "the loop")
+    return Experiment(
+        dataset,
+        method,
+        model,
+        optimizer,
+        settings,
+        total_steps,
+        config.seed,
+        evaluation.EvaluationSettings(**evaluation_kwargs),
+    )
 
 
 def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -174,11 +188,15 @@ def init_state(exp: Experiment, init_key: jax.Array) -> TrainState:
     )
 
 
-def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh) -> dict:
-    """Every evaluation set, each example counted once: ``{set: {metric: value}}``."""
+def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh):
+    """Every evaluation set, each example counted once -> ``(results, curves)``.
+
+    ``results`` is ``{set: {metric: value}}`` plus the OOD mixtures and shift-family
+    aggregates of ``evaluation.summarize``; ``curves`` holds the arrays behind plots.
+    """
     batch_sharding = sharding.batch_sharded(mesh)
-    out = {}
-    for set_name, eval_set in exp.dataset.eval_sets.items():
+    evaluated = {}
+    for set_name, eval_set in evaluation.evaluation_sets(exp.dataset, exp.evaluation).items():
         suite = metrics_lib.eval_suite(exp.dataset.task, eval_set.is_ood)
         set_key = _named_key(eval_key, set_name)
         totals = None
@@ -192,9 +210,9 @@ def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh) -> 
         for index, local in enumerate(batches):
             batch = sharding.global_batch(local, batch_sharding)
             stats = eval_steps[eval_set.is_ood](state, batch, jax.random.fold_in(set_key, index))
-            totals = metrics_lib.add_statistics(totals, jax.device_get(stats))
-        out[set_name] = {k: float(v) for k, v in metrics_lib.results(suite, totals).items()}
-    return out
+            totals = metrics_lib.add_statistics(suite, totals, jax.device_get(stats))
+        evaluated[set_name] = evaluation.SetTotals(eval_set.is_ood, suite, totals)
+    return evaluation.summarize(evaluated, exp.evaluation)
 
 
 def _epoch(step: int, global_batch_size: int, num_examples: int) -> int:
@@ -321,10 +339,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 checkpoints.save(done, state, device_batches)
             bar.update(1)
         bar.close()
-        results = evaluate(exp, state, eval_steps, eval_key, mesh)
+        results, curves = evaluate(exp, state, eval_steps, eval_key, mesh)
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
         writer.write_results(results)
+        if is_writer:
+            (workdir / "curves.json").write_text(json.dumps(curves) + "\n")
+        run_probes(exp, state, eval_key, mesh, workdir, is_writer)
     finally:
         device_batches.close()
         bar.close()
