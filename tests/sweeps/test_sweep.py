@@ -54,6 +54,7 @@ def test_sweep_runs_each_trial_once_and_resumes(config_file, tmp_path):
         assert tuple(config["model"]["hidden_sizes"]) == trial["model.hidden_sizes"]
         assert config["train"]["num_epochs"] == 0.25  # the command line's override too
         assert (workdir / "results.json").exists()
+    assert (root / "report" / "leaderboard.md").exists()  # relbench report over the trials
     mtimes = [(root / f"trial_00{i}" / "results.json").stat().st_mtime_ns for i in (0, 1)]
 
     out = _sweep(config_file, root)  # everything finished: nothing runs
