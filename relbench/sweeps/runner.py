@@ -184,5 +184,6 @@ def run_sweep(
     failed = sorted(i for i, code in status.items() if code != 0)
     if failed:
         print(f"sweep: trials {failed} failed; rerun the same command to retry them")
-    _report(root, workdirs)
+    if todo or not (root / "report").exists():  # nothing new: the report stands
+        _report(root, workdirs)
     return 1 if failed else 0

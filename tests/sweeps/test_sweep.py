@@ -33,6 +33,7 @@ def _sweep(config_file, root):
         [
             sys.executable, "-m", "relbench", "sweep", f"--config={config_file}:smoke",
             f"--workdir={root}", "--parallel=2", "--config.train.num_epochs=0.25",
+            "--config.evaluation.shift_suite=''",  # no corruption sets: a lighter run
         ],
         env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2",
              "PYTHONPATH": str(ROOT)},
@@ -52,7 +53,8 @@ def test_sweep_runs_each_trial_once_and_resumes(config_file, tmp_path):
         assert config["seed"] == trial["seed"]
         assert config["optimizer"]["learning_rate"] == trial["optimizer.learning_rate"]
         assert tuple(config["model"]["hidden_sizes"]) == trial["model.hidden_sizes"]
-        assert config["train"]["num_epochs"] == 0.25  # the command line's override too
+        assert config["train"]["num_epochs"] == 0.25  # the command line's overrides too
+        assert config["evaluation"]["shift_suite"] == ""
         assert (workdir / "results.json").exists()
     assert (root / "report" / "leaderboard.md").exists()  # relbench report over the trials
     mtimes = [(root / f"trial_00{i}" / "results.json").stat().st_mtime_ns for i in (0, 1)]
