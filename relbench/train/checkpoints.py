@@ -81,13 +81,19 @@ class Checkpoints:
 
 
 def load_final_params(workdir: str | pathlib.Path):
-    """The parameters of the newest checkpoint in ``workdir``, as numpy arrays."""
+    """The parameters of the newest checkpoint in ``workdir``, as numpy arrays.
+
+    Reads on the host only, without the shardings it was saved with, so a checkpoint
+    written by any number of processes and devices loads in any process. Orbax renames
+    a step's folder to its number only once the step is complete.
+    """
     directory = (pathlib.Path(workdir) / "checkpoints").absolute()
-    with ocp.CheckpointManager(
-        directory, item_handlers={"state": ocp.StandardCheckpointHandler()}
-    ) as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise UsageError(f"no checkpoint in {directory}; train first")
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return jax.tree.map(np.asarray, restored["state"]["params"])
+    steps = [int(p.name) for p in directory.glob("*") if p.name.isdigit()]
+    if not steps:
+        raise UsageError(f"no checkpoint in {directory}; train first")
+    path = directory / str(max(steps)) / "state"
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        tree = checkpointer.metadata(path).item_metadata.tree
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+    return state["params"]
