@@ -306,6 +306,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     bar = progress_bar(exp.total_steps, start, enabled=is_writer)
     num_train = len(exp.dataset.train)
     pending: list[dict] = []  # device-side metrics since the last log: no per-step sync
+    # XLA:CPU runs the in-process collectives of several (fake) CPU devices on a small
+    # thread pool, and consecutive steps that overlap there can deadlock (seen with 4
+    # devices on 2 cores); on CPU with several devices a step starts when the previous
+    # one has finished. Accelerators keep asynchronous dispatch.
+    serialize_steps = jax.default_backend() == "cpu" and jax.local_device_count() > 1
     last_flush = [start, time.perf_counter()]
 
     def flush(step: int) -> None:
@@ -330,6 +335,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             ):
                 state = epoch_hook(state)
             batch = next(device_batches)
+            if serialize_steps:
+                state = jax.block_until_ready(state)
             if step == start and settings.deterministic_ops:
                 determinism.warn_nondeterministic(train_step, state, batch, train_key)
             state, metrics = train_step(state, batch, train_key)
