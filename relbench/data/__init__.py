@@ -1,10 +1,16 @@
-"""Datasets behind one registry: ``relbench.data.make(name, **kwargs) -> Dataset``."""
+"""Datasets behind one registry: ``relbench.data.make(name, **kwargs) -> Dataset``.
+
+Embedded sets (``two_moons``, ``digits``), the TFDS catalogue (``mnist``,
+``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn_cropped``, ``imagenet2012``; any
+other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``.
+"""
 
 from __future__ import annotations
 
 from relbench.data.embedded import digits, two_moons
 from relbench.data.sources import (
     ArraySource,
+    Augment,
     Dataset,
     EvalSet,
     Source,
@@ -12,14 +18,25 @@ from relbench.data.sources import (
     eval_batches,
     train_iterator,
 )
-from relbench.data.tfds import tfds_dataset
+from relbench.data.text import clinc_oos
+from relbench.data.tfds import PRESETS, preset_factory, tfds_dataset
 from relbench.registry import Registry
 
-DATASETS = Registry("dataset", {"two_moons": two_moons, "digits": digits, "tfds": tfds_dataset})
+DATASETS = Registry(
+    "dataset",
+    {
+        "two_moons": two_moons,
+        "digits": digits,
+        "tfds": tfds_dataset,
+        "clinc_oos": clinc_oos,
+        **{name: preset_factory(name) for name in PRESETS},
+    },
+)
 make = DATASETS.make
 
 __all__ = [
     "ArraySource",
+    "Augment",
     "DATASETS",
     "Dataset",
     "EvalSet",

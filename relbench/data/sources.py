@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import grain
@@ -29,6 +29,13 @@ class Source(Protocol):
     def __len__(self) -> int: ...
 
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+#: Training augmentation ``(batch, seed, positions) -> batch``: every random choice for
+#: a row is a pure function of ``(seed, position)``, its place in the global stream of
+#: training examples (``step * global_batch_size + row``), so batches do not depend on
+#: the number of processes, and a resumed run reads the same batches.
+Augment = Callable[[dict[str, np.ndarray], int, np.ndarray], dict[str, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +69,8 @@ class Dataset:
     """A dataset: a training source and named evaluation sets.
 
     ``task`` picks the loss-independent parts of evaluation (the metric suite); it is
-    ``"classification"`` for every dataset so far.
+    ``"classification"`` for every dataset so far. ``train_augment`` (None: none)
+    randomizes training batches on the host; evaluation sets are never augmented.
     """
 
     train: Source
@@ -70,6 +78,7 @@ class Dataset:
     num_classes: int
     input_shape: tuple[int, ...]
     task: str = "classification"
+    train_augment: Augment | None = None
 
 
 def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
@@ -93,6 +102,7 @@ class TrainBatches:
 
     Examples are visited epoch by epoch, each epoch in a fresh permutation drawn from
     ``(seed, epoch)``; a global batch may straddle two epochs (repeat-then-batch).
+    ``augment``, if given, then randomizes each row from ``(seed, position)``.
     """
 
     source: Source
@@ -101,6 +111,7 @@ class TrainBatches:
     num_classes: int
     process_index: int = 0
     process_count: int = 1
+    augment: Augment | None = None
 
     def __post_init__(self):
         if self.global_batch_size % self.process_count:
@@ -129,6 +140,9 @@ class TrainBatches:
         rows = self.global_indices(step)[start : start + self.local_batch_size]
         batch = self.source.read(rows)
         check_labels(batch["label"], self.num_classes, f"training batch {step}")
+        if self.augment is not None:
+            positions = step * self.global_batch_size + start + np.arange(self.local_batch_size)
+            batch = self.augment(batch, self.seed, positions)
         return batch
 
 

@@ -57,6 +57,12 @@ def cross_entropy_loss(mutable: Sequence[str], label_smoothing: float = 0.0) -> 
         targets = optax.smooth_labels(
             jax.nn.one_hot(batch["label"], num_classes), label_smoothing
         )  # [B, K], shared by all members
+        if "mixup_weight" in batch:  # mixup (relbench.data.augment) mixes the targets too
+            weight = batch["mixup_weight"][:, None]
+            partner = optax.smooth_labels(
+                jax.nn.one_hot(batch["mixup_label"], num_classes), label_smoothing
+            )
+            targets = weight * targets + (1 - weight) * partner
         loss = optax.softmax_cross_entropy(logits, targets[None]).mean()
         correct = jnp.argmax(predictive_log_probs(logits), -1) == batch["label"]
         return loss, (dict(updates), {"accuracy": correct.mean()})
