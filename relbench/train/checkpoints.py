@@ -10,6 +10,8 @@ from __future__ import annotations
 import pathlib
 
 import grain
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from relbench.errors import UsageError
@@ -64,3 +66,16 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def load_final_params(workdir: str | pathlib.Path):
+    """The parameters of the newest checkpoint in ``workdir``, as numpy arrays."""
+    directory = (pathlib.Path(workdir) / "checkpoints").absolute()
+    with ocp.CheckpointManager(
+        directory, item_handlers={"state": ocp.StandardCheckpointHandler()}
+    ) as manager:
+        step = manager.latest_step()
+        if step is None:
+            raise UsageError(f"no checkpoint in {directory}; train first")
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.tree.map(np.asarray, restored["state"]["params"])

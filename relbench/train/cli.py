@@ -1,61 +1,82 @@
-"""``relbench`` command line: ``relbench train --config FILE[:ARG] --workdir DIR``.
+"""The ``relbench`` command line.
 
-Config overrides use ml_collections syntax: ``--config.optimizer.learning_rate=0.01``.
-A mistake the user can fix (unknown key, missing dataset, unwritable workdir...) prints
-one ``relbench: error: ...`` line and exits with status 2.
+    relbench train --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
+
+Overrides use ml_collections' syntax (``--config.optimizer.learning_rate=0.01``); a
+value is read as a Python literal, else as a string. A mistake the user can fix
+(unknown key, missing dataset, unwritable workdir...) prints one
+``relbench: error: ...`` line and exits with status 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-
-from absl import app, flags, logging
-from ml_collections import config_flags
 
 from relbench.errors import UsageError
 
-FLAGS = flags.FLAGS
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file, optionally FILE:ARG.", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+
+def config_from_args(args: list[str]):
+    """``--config SPEC`` and ``--config.key=value`` overrides -> (locked config, rest)."""
+    from relbench.train import configs
+
+    spec, overrides, rest = None, [], []
+    items = iter(args)
+    for item in items:
+        if item == "--config":
+            spec = next(items, None)
+        elif item.startswith("--config="):
+            spec = item.split("=", 1)[1]
+        elif item.startswith("--config."):
+            key, sep, value = item[len("--config.") :].partition("=")
+            if not sep:
+                value = next(items, "")
+            overrides.append((key, value))
+        else:
+            rest.append(item)
+    if not spec:
+        raise UsageError("missing --config FILE.py[:ARG]; e.g. --config experiments/digits_mlp.py")
+    config = configs.load(spec)
+    for key, value in overrides:
+        configs.apply_override(config, key, value)
+    return config, rest
 
 
-def _train(argv: list[str]) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        raise UsageError("train needs --config FILE[:ARG] and --workdir DIR")
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _train(args: list[str]) -> None:
+    config, rest = config_from_args(args)
+    parser = _Parser(prog="relbench train")
+    parser.add_argument("--workdir", required=True)
+    options = parser.parse_args(rest)
+
+    from absl import logging
+
     from relbench.train.loop import train_and_evaluate
     from relbench.train.writers import results_table
 
-    results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    results = train_and_evaluate(config, options.workdir)
     print(results_table(results))
-    print(f"results written to {_WORKDIR.value}/results.json")
+    print(f"results written to {options.workdir}/results.json")
 
 
 COMMANDS = {"train": _train}
 
 
-def _guarded(command):
-    def run(argv):
-        try:
-            command(argv)
-        except UsageError as error:
-            print(f"relbench: error: {error}", file=sys.stderr)
-            sys.exit(2)
-
-    return run
+def _fail(message: str) -> None:
+    print(f"relbench: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] not in COMMANDS:
-        print(f"usage: relbench {{{','.join(COMMANDS)}}} [flags]", file=sys.stderr)
-        sys.exit(2)
-    command = argv.pop(1)
+        _fail(f"usage: relbench {{{','.join(COMMANDS)}}} [options]")
     try:
-        app.run(_guarded(COMMANDS[command]), argv=argv)
-    except UsageError as error:  # raised while the config file is loaded
-        print(f"relbench: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        COMMANDS[argv[1]](argv[2:])
+    except UsageError as error:
+        _fail(str(error))

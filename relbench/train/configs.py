@@ -7,12 +7,17 @@ first item may name the method and whose other items are flags such as ``smoke``
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib.util
+import inspect
+import pathlib
 
 import ml_collections
 
 from relbench import methods as methods_lib
 from relbench.errors import UsageError
+from relbench.train import optimizers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +53,6 @@ def method_config(name: str, **overrides) -> ml_collections.ConfigDict:
 
 def optimizer_config(**overrides) -> ml_collections.ConfigDict:
     """``config.optimizer`` with every field of ``optimizers.make`` present."""
-    import inspect
-
-    from relbench.train import optimizers
-
     fields = {
         n: p.default
         for n, p in inspect.signature(optimizers.make).parameters.items()
@@ -61,3 +62,50 @@ def optimizer_config(**overrides) -> ml_collections.ConfigDict:
     if unknown:
         raise UsageError(f"optimizer has no setting '{unknown[0]}'")
     return ml_collections.ConfigDict({**fields, **overrides})
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+    """Loads ``"experiments/file.py[:arg]"`` the way ``--config`` does (a locked config)."""
+    path, _, arg = spec.partition(":")
+    if not pathlib.Path(path).is_file():
+        raise UsageError(f"config file '{path}' does not exist; check the --config path")
+    module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except UsageError:
+        raise
+    except Exception as error:
+        raise UsageError(f"config file '{path}' fails to load: {type(error).__name__}: {error}") from None
+    config = module.get_config(arg) if arg else module.get_config()
+    config.lock()
+    return config
+
+
+def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) -> None:
+    """Sets ``config.<dotted>`` from command-line text (a Python literal, else a string).
+
+    The key must exist and the value must fit its type, as with ml_collections'
+    ``config_flags``; anything else is a UsageError naming the key.
+    """
+    *parents, leaf = dotted.split(".")
+    node = config
+    try:
+        for name in parents:
+            node = node[name]
+        if leaf not in node:
+            raise KeyError(leaf)
+    except (KeyError, TypeError):
+        raise UsageError(
+            f"unknown key config.{dotted}; check the spelling against the config file"
+        ) from None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if isinstance(node[leaf], tuple) and isinstance(value, list):
+        value = tuple(value)
+    try:
+        node[leaf] = value
+    except TypeError as error:
+        raise UsageError(f"config.{dotted}={text!r} has the wrong type ({error})") from None
