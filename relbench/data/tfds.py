@@ -123,7 +123,7 @@ def mock_tfds(num_examples: int):
 
     with (
         mock.patch.object(mocking, "_getitems", _fixed_getitems),
-        tfds.testing.mock_data(num_examples=num_examples),
+        tfds.testing.mock_data(num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE),
     ):
         yield
 
@@ -263,7 +263,9 @@ def tfds_dataset(
         records = _data_source(name, split, data_dir)
         return TfdsSource(records, image_key, label_key, mean, std, image_size, raw)
 
-    eval_splits = dict(eval_splits or {"test": "validation" if tfds_name == "imagenet2012" else "test"})
+    eval_splits = dict(
+        eval_splits or {"test": "validation" if tfds_name == "imagenet2012" else "test"}
+    )
     if validation_percent > 0:
         if "[" in train_split or not 0 < validation_percent < 100:
             raise UsageError(

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from relbench.layers.heads import DenseHead
 from relbench.layers.members import tile_members
-from relbench.models.classifier import member_outputs
+from relbench.models.classifier import bind_train, member_outputs
 
 ModuleDef = Any
 
@@ -131,14 +131,15 @@ class CifarResNet(nn.Module):
             raise ValueError(f"CifarResNet depth must be 6n + 2, got {self.depth}")
         blocks_per_stage = (self.depth - 2) // 6
         norm = functools.partial(self.norm, use_running_average=not train)
+        conv = bind_train(self.conv, train)
         x = tile_members(inputs, self.ensemble_size)  # [B, H, W, C] -> [M*B, H, W, C]
-        x = self.activation(norm()(self.conv(self.width, (3, 3), use_bias=False)(x)))
+        x = self.activation(norm()(conv(self.width, (3, 3), use_bias=False)(x)))
         for stage, multiplier in enumerate((1, 2, 4)):
             for block in range(blocks_per_stage):
                 x = BasicBlock(
                     self.width * multiplier,
                     2 if stage > 0 and block == 0 else 1,
-                    self.conv,
+                    conv,
                     self.norm,
                     self.dropout,
                     self.dropout_rate,
@@ -177,8 +178,9 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
         norm = functools.partial(self.norm, use_running_average=not train)
+        conv = bind_train(self.conv, train)
         x = tile_members(inputs, self.ensemble_size)  # [B, H, W, C] -> [M*B, H, W, C]
-        x = self.conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False)(x)
+        x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False)(x)
         x = self.activation(norm()(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
         for stage, num_blocks in enumerate(self.stage_sizes):
@@ -186,7 +188,7 @@ class ResNet(nn.Module):
                 x = BottleneckBlock(
                     self.width * 2**stage,
                     2 if stage > 0 and block == 0 else 1,
-                    self.conv,
+                    conv,
                     self.norm,
                     self.dropout,
                     self.dropout_rate,

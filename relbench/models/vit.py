@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from relbench.layers.heads import DenseHead
 from relbench.layers.members import tile_members
-from relbench.models.classifier import member_outputs
+from relbench.models.classifier import bind_train, member_outputs
 
 ModuleDef = Any
 
@@ -109,8 +109,9 @@ class VisionTransformer(nn.Module):
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
             )
         p = (self.patch_size, self.patch_size)
+        conv, dense = bind_train(self.conv, train), bind_train(self.dense, train)
         x = tile_members(inputs, self.ensemble_size)  # [B, H, W, C] -> [M*B, H, W, C]
-        x = self.conv(self.hidden_size, p, strides=p, padding="VALID", name="embedding")(x)
+        x = conv(self.hidden_size, p, strides=p, padding="VALID", name="embedding")(x)
         n = x.shape[0]
         x = x.reshape(n, -1, self.hidden_size)  # [N, H/p, W/p, D] -> [N, T, D]
         cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size))
@@ -123,7 +124,7 @@ class VisionTransformer(nn.Module):
             x = EncoderBlock(
                 self.num_heads,
                 self.mlp_dim,
-                self.dense,
+                dense,
                 self.norm,
                 self.dropout,
                 self.dropout_rate,

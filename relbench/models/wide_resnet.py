@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from relbench.layers.heads import DenseHead
 from relbench.layers.members import tile_members
-from relbench.models.classifier import member_outputs
+from relbench.models.classifier import bind_train, member_outputs
 from relbench.models.resnet import BatchNorm
 
 ModuleDef = Any
@@ -88,14 +88,15 @@ class WideResNet(nn.Module):
         if (self.depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n + 4, got {self.depth}")
         blocks_per_stage = (self.depth - 4) // 6
+        conv = bind_train(self.conv, train)
         x = tile_members(inputs, self.ensemble_size)  # [B, H, W, C] -> [M*B, H, W, C]
-        x = self.conv(16, (3, 3), use_bias=False)(x)
+        x = conv(16, (3, 3), use_bias=False)(x)
         for stage, channels in enumerate((16, 32, 64)):
             for block in range(blocks_per_stage):
                 x = WideBlock(
                     channels * self.width_multiplier,
                     2 if stage > 0 and block == 0 else 1,
-                    self.conv,
+                    conv,
                     self.norm,
                     self.dropout,
                     self.dropout_rate,
