@@ -159,7 +159,7 @@ def corruption_names(corrupted: str) -> list[str]:
 
 
 def _corrupted_sets(
-    preset: Preset | None, corruptions: str | Sequence[str], severities: Sequence[int]
+    preset: Preset | None, corruptions: Sequence[str], severities: Sequence[int]
 ) -> dict[str, str]:
     """``corrupted/<type>_<severity>`` -> ``"<tfds name>/<type>_<severity>:<split>"``."""
     if not corruptions:
@@ -169,7 +169,7 @@ def _corrupted_sets(
             "this dataset has no corruption benchmark; remove config.dataset.corruptions"
         )
     known = corruption_names(preset.corrupted)
-    chosen = known if corruptions == "all" else list(corruptions)
+    chosen = known if "all" in corruptions else list(corruptions)
     unknown = sorted(set(chosen) - set(known))
     if unknown:
         raise UsageError(
@@ -191,12 +191,13 @@ def tfds_dataset(
     train_split: str = "train",
     validation_percent: float = 0.0,
     eval_splits: Mapping[str, str] | None = None,
-    corruptions: str | Sequence[str] = (),
+    corruptions: Sequence[str] = (),
     severities: Sequence[int] = ALL_SEVERITIES,
     shifts: Mapping[str, str] | None = None,
     ood: Mapping[str, str] | None = None,
     augment: str | None = None,
     mixup_alpha: float = 0.0,
+    image_size: int | None = None,
     data_dir: str | None = None,
     image_key: str = "image",
     label_key: str = "label",
@@ -212,14 +213,17 @@ def tfds_dataset(
         the ``"validation"`` set and are left out of training.
       eval_splits: evaluation-set name -> split; default ``{"test": "test"}``
         (``{"test": "validation"}`` for imagenet2012, whose test labels are private).
-      corruptions: ``"all"`` or corruption types of the dataset's corruption benchmark
-        (cifar10 and imagenet2012), each evaluated at every severity in ``severities``.
+      corruptions: corruption types of the dataset's corruption benchmark (cifar10 and
+        imagenet2012), ``("all",)`` for every one, each evaluated at every severity in
+        ``severities``.
       shifts: shifted labelled sets: name -> ``"dataset:split"`` of another TFDS
         dataset with the same classes (e.g. ``{"imagenet_v2": "imagenet_v2:test"}``).
       ood: OOD sets: name -> ``"dataset:split"`` of another TFDS dataset with images of
         the same shape (its labels are ignored).
       augment: ``"none"``, ``"crop_flip"`` or ``"inception_crop"``; None for the preset's.
       mixup_alpha: mixup's Beta(alpha, alpha); 0 disables mixup.
+      image_size: side of the square crops of a variable-size dataset (imagenet2012);
+        None for the preset's (224).
       data_dir: where the prepared data lives; None for TFDS's default.
       image_key, label_key: the feature names in the records.
       mock_num_examples: if > 0, random examples (``tfds.testing.mock_data``), that
@@ -238,13 +242,14 @@ def tfds_dataset(
                 ood,
                 augment,
                 mixup_alpha,
+                image_size,
                 data_dir,
                 image_key,
                 label_key,
             )
     preset = PRESETS.get(tfds_name)
     mean, std = (preset.mean, preset.std) if preset else ((0.0,), (1.0,))
-    image_size = preset.image_size if preset else None
+    image_size = image_size or (preset.image_size if preset else None)
     augment = augment or (preset.augment if preset else "none")
     info = _info(tfds_name, data_dir)
     num_classes = info.features[label_key].num_classes
