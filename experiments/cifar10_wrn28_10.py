@@ -19,8 +19,9 @@ members) 96.3% / 0.136 / 0.018; deep ensemble of 4: 96.6% / 0.114 / 0.010.
 Per-method hyperparameters follow ``baselines/cifar/<method>.py`` of [1] and are
 applied only when that method is chosen: MC dropout rate 0.1; SNGP spectral-norm
 bound 6, 1024 random features, input normalization, mean-field factor 20, base LR
-0.08, L2 3e-4, decay at epochs 60/120/160 of 250; BatchEnsemble 4 members, random-sign init -0.5, L2 3e-4,
-decay at epochs 80/160/180 of 250 (its fast-weight LR multiplier 0.5 is not modelled).
+0.08, L2 3e-4, decay at epochs 60/120/160 of 250; BatchEnsemble 4 members, random-sign
+init -0.5, L2 3e-4, decay at epochs 80/160/180 of 250 (its fast-weight LR multiplier
+0.5 is not modelled).
 
 References:
   [1] Nado et al. Uncertainty Baselines. 2021. https://arxiv.org/abs/2106.04015,

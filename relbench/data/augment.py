@@ -171,7 +171,9 @@ class ImageAugment:
             black = normalize(np.zeros((1, 1), np.uint8), self.mean, self.std)[0]  # [C]
             return crop_flip(inputs, u[:, :3], self.padding, black)
         if self.kind == "inception_crop":
-            crops = np.stack([inception_crop(im, row, self.size) for im, row in zip(inputs, u)])
+            crops = np.stack(
+                [inception_crop(im, row, self.size) for im, row in zip(inputs, u, strict=True)]
+            )
             return normalize(crops, self.mean, self.std)
         return inputs
 
