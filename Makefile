@@ -1,11 +1,11 @@
 # Two commands do everything on a fresh machine with python3 (>= 3.11) and pip:
-#   make run    trains and evaluates the default experiment on embedded data
+#   make run    trains + evaluates every method on the embedded sets, then writes a report
 #   make test   runs the test suite
 # Each creates .venv from the pinned, tested set (requirements*.lock) on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-WORKDIR ?= runs/digits_mlp
+WORKDIR ?= runs/benchmark
 
 .PHONY: run test lint venv clean
 
@@ -19,13 +19,14 @@ $(VENV)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 venv: $(VENV)/.installed
 
 run: venv
-	$(VENV)/bin/relbench train --config experiments/digits_mlp.py --workdir $(WORKDIR)
+	$(VENV)/bin/relbench benchmark --workdir $(WORKDIR)
 
 test: venv
+	$(VENV)/bin/ruff check relbench tests experiments benchmarks examples
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check relbench tests experiments benchmarks
+	$(VENV)/bin/ruff check relbench tests experiments benchmarks examples
 	$(VENV)/bin/ruff format --check relbench tests experiments benchmarks
 
 clean:

@@ -47,6 +47,4 @@ def check_kwargs(
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
         valid = ", ".join(n for n in parameters if n not in ("self", "parent", "name"))
-        raise UsageError(
-            f"unknown key {where}.{unknown[0]} for {what}; valid keys: {valid}"
-        )
+        raise UsageError(f"unknown key {where}.{unknown[0]} for {what}; valid keys: {valid}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -65,8 +66,23 @@ class EvalSet:
 
 
 @dataclasses.dataclass(frozen=True)
+class Probe:
+    """Inputs a run predicts on after training, and what it writes from the predictions.
+
+    The loop predicts on ``inputs`` ``[N, ...]`` like on an evaluation set (on every
+    process, sharded), then process 0 calls ``write(probs, extras, workdir)`` with the
+    predictive distribution ``[N, K]`` and the model's extras ``[M, N, ...]`` as numpy
+    arrays: a figure over a grid of inputs, a table of predictions.
+    """
+
+    name: str
+    inputs: np.ndarray
+    write: Callable[[np.ndarray, Mapping[str, np.ndarray], pathlib.Path], None]
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A dataset: a training source and named evaluation sets.
+    """A dataset: a training source, named evaluation sets, and optional probes.
 
     ``task`` picks the loss-independent parts of evaluation (the metric suite); it is
     ``"classification"`` for every dataset so far. ``train_augment`` (None: none)
@@ -78,6 +94,7 @@ class Dataset:
     num_classes: int
     input_shape: tuple[int, ...]
     task: str = "classification"
+    probes: tuple[Probe, ...] = ()
     train_augment: Augment | None = None
 
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from relbench.methods import deterministic, mc_dropout
+from relbench.methods import deterministic, mc_dropout, sngp, variational
 from relbench.methods.method import Method
 from relbench.registry import Registry
 
-METHODS = Registry("method", {"deterministic": deterministic.make, "mc_dropout": mc_dropout.make})
+METHODS = Registry(
+    "method",
+    {
+        "deterministic": deterministic.make,
+        "mc_dropout": mc_dropout.make,
+        "sngp": sngp.make,
+        "variational": variational.make,
+    },
+)
 make = METHODS.make
 
 

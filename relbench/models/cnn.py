@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from relbench.layers.heads import DenseHead
 from relbench.layers.members import tile_members
-from relbench.models.classifier import member_outputs
+from relbench.models.classifier import bind_train, member_outputs
 
 ModuleDef = Any
 
@@ -45,14 +45,15 @@ class CNN(nn.Module):
     @nn.compact
     def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
         norm = functools.partial(self.norm, use_running_average=not train)
+        conv, dense = bind_train(self.conv, train), bind_train(self.dense, train)
         x = tile_members(inputs, self.ensemble_size)  # [B, H, W, C] -> [M*B, H, W, C]
         for channels in self.features:
-            x = self.activation(norm()(self.conv(channels, (3, 3))(x)))
+            x = self.activation(norm()(conv(channels, (3, 3))(x)))
             if x.shape[1] >= 8:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = jnp.mean(x, axis=(1, 2))  # [M*B, H, W, C] -> [M*B, C]
         x = self.dropout(self.dropout_rate)(x, deterministic=not train)
-        x = self.activation(self.dense(self.hidden_size)(x))
+        x = self.activation(dense(self.hidden_size)(x))
         x = self.dropout(self.dropout_rate)(x, deterministic=not train)
         logits, extras = self.head(self.num_classes)(x, train=train)
         return member_outputs(logits, extras, self.ensemble_size)

@@ -10,7 +10,7 @@ import jax
 
 from relbench.layers.heads import DenseHead
 from relbench.layers.members import tile_members
-from relbench.models.classifier import member_outputs
+from relbench.models.classifier import bind_train, member_outputs
 
 ModuleDef = Any
 
@@ -26,6 +26,8 @@ class MLP(nn.Module):
       activation: the nonlinearity.
       dense, dropout, head: the layer types; methods replace them (spectral-normalized
         dense, MC dropout, a GP head...) without a new model class.
+      conv: unused (an MLP has no convolution); accepted so that a method replacing both
+        dense and conv layers builds any model.
     """
 
     num_classes: int
@@ -34,15 +36,17 @@ class MLP(nn.Module):
     ensemble_size: int = 1
     activation: Callable[[jax.Array], jax.Array] = nn.relu
     dense: ModuleDef = nn.Dense
+    conv: ModuleDef = nn.Conv
     dropout: ModuleDef = nn.Dropout
     head: ModuleDef = DenseHead
 
     @nn.compact
     def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
+        dense = bind_train(self.dense, train)
         x = inputs.reshape(inputs.shape[0], -1)  # [B, ...] -> [B, D]
         x = tile_members(x, self.ensemble_size)  # [B, D] -> [M*B, D]
         for width in self.hidden_sizes:
-            x = self.activation(self.dense(width)(x))
+            x = self.activation(dense(width)(x))
             x = self.dropout(self.dropout_rate)(x, deterministic=not train)
         logits, extras = self.head(self.num_classes)(x, train=train)
         return member_outputs(logits, extras, self.ensemble_size)

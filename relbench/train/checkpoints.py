@@ -1,4 +1,8 @@
-"""Checkpoints: the train state and the grain iterator, saved together by orbax.
+"""Checkpoints: the train state and the grain iterator state, saved together by orbax.
+
+The iterator state is a small JSON dict (the next batch index). Batches are a function
+of the global step alone (``relbench.data.sources``), so the same state is valid for
+every process and restores under any number of processes.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a
 process killed mid-save leaves the previous checkpoints intact, and a restarted run
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import pathlib
 
-import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -29,7 +32,7 @@ class Checkpoints:
             ),
             item_handlers={
                 "state": ocp.StandardCheckpointHandler(),
-                "data": grain.checkpoint.CheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
             },
         )
 
@@ -40,7 +43,7 @@ class Checkpoints:
         self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
+                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(iterator.get_state())
             ),
             force=True,
         )
@@ -52,10 +55,10 @@ class Checkpoints:
             restored = self.manager.restore(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state),
-                    data=grain.checkpoint.CheckpointRestore(iterator),
+                    state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
                 ),
             )
+            iterator.set_state(restored["data"])
         except Exception as error:
             raise UsageError(
                 f"checkpoint {self.directory / str(step)} cannot be restored "

@@ -1,6 +1,8 @@
 """The ``relbench`` command line.
 
     relbench train --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
+    relbench report RUN_DIR [RUN_DIR ...] --out DIR
+    relbench benchmark --workdir DIR     (every method on the embedded sets, then a report)
 
 Overrides use ml_collections' syntax (``--config.optimizer.learning_rate=0.01``); a
 value is read as a Python literal, else as a string. A mistake the user can fix
@@ -47,24 +49,51 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def _quiet_logs() -> None:
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+
+
 def _train(args: list[str]) -> None:
     config, rest = config_from_args(args)
     parser = _Parser(prog="relbench train")
     parser.add_argument("--workdir", required=True)
     options = parser.parse_args(rest)
 
-    from absl import logging
-
+    from relbench.train.evaluation import headline_results
     from relbench.train.loop import train_and_evaluate
     from relbench.train.writers import results_table
 
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    _quiet_logs()
     results = train_and_evaluate(config, options.workdir)
-    print(results_table(results))
-    print(f"results written to {options.workdir}/results.json")
+    print(results_table(headline_results(results)))
+    print(f"results written to {options.workdir}/results.json (every metric and set)")
 
 
-COMMANDS = {"train": _train}
+def _report(args: list[str]) -> None:
+    parser = _Parser(prog="relbench report")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", required=True)
+    options = parser.parse_args(args)
+    from relbench.report import write_report
+
+    written = write_report(options.runs, options.out)
+    print(f"report written to {written[0]} and {written[1]} ({len(written) - 2} figures)")
+
+
+def _benchmark(args: list[str]) -> None:
+    parser = _Parser(prog="relbench benchmark")
+    parser.add_argument("--workdir", required=True)
+    options = parser.parse_args(args)
+    from relbench.train.benchmark import run_benchmark
+
+    _quiet_logs()
+    if run_benchmark(options.workdir):
+        sys.exit(1)
+
+
+COMMANDS = {"train": _train, "report": _report, "benchmark": _benchmark}
 
 
 def _fail(message: str) -> None:

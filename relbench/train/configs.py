@@ -76,7 +76,9 @@ def load(spec: str) -> ml_collections.ConfigDict:
     except UsageError:
         raise
     except Exception as error:
-        raise UsageError(f"config file '{path}' fails to load: {type(error).__name__}: {error}") from None
+        raise UsageError(
+            f"config file '{path}' fails to load: {type(error).__name__}: {error}"
+        ) from None
     config = module.get_config(arg) if arg else module.get_config()
     config.lock()
     return config
@@ -109,3 +111,14 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
         node[leaf] = value
     except TypeError as error:
         raise UsageError(f"config.{dotted}={text!r} has the wrong type ({error})") from None
+
+
+def evaluation_config(**overrides) -> ml_collections.ConfigDict:
+    """``config.evaluation``: the evaluation suite, every field of ``EvaluationSettings``."""
+    from relbench.train.evaluation import EvaluationSettings
+
+    fields = {f.name: f.default for f in dataclasses.fields(EvaluationSettings)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise UsageError(f"evaluation has no setting '{unknown[0]}'")
+    return ml_collections.ConfigDict({**fields, **overrides})

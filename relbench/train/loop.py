@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import pathlib
+import time
 import zlib
 from typing import Any
 
@@ -33,8 +34,10 @@ from relbench import models as models_lib
 from relbench.errors import UsageError
 from relbench.methods.method import rng_dict
 from relbench.registry import check_kwargs
-from relbench.train import optimizers, sharding
+from relbench.train import evaluation, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
+from relbench.train.prefetch import DevicePrefetch
+from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
 
@@ -62,6 +65,7 @@ class Experiment:
     settings: LoopSettings
     total_steps: int
     seed: int
+    evaluation: evaluation.EvaluationSettings = evaluation.EvaluationSettings()
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
@@ -77,14 +81,22 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             f"config.model.{clash[0]} is set by the method or the dataset; remove it from "
             "config.model (set it through config.method or config.dataset)"
         )
-    model = models_lib.make(
-        **model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes
-    )
-    total_steps = math.ceil(
-        settings.num_epochs * len(dataset.train) / settings.global_batch_size
-    )
+    model = models_lib.make(**model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes)
+    total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
     optimizer = optimizers.make(total_steps=total_steps, **config.optimizer)
-    return Experiment(dataset, method, model, optimizer, settings, total_steps, config.seed)
+    # A config without an evaluation suite evaluates the dataset's own sets only.
+    evaluation_kwargs = dict(config.evaluation) if "evaluation" in config else {}
+    check_kwargs(evaluation.EvaluationSettings, evaluation_kwargs, "config.evaluation", "the loop")
+    return Experiment(
+        dataset,
+        method,
+        model,
+        optimizer,
+        settings,
+        total_steps,
+        config.seed,
+        evaluation.EvaluationSettings(**evaluation_kwargs),
+    )
 
 
 def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -144,7 +156,9 @@ def make_eval_step(exp: Experiment):
     """The pure eval step ``(state, batch, key) -> per-metric summable statistics``."""
 
     def eval_step(state: TrainState, batch, key, *, is_ood: bool):
-        logits, extras = exp.method.predict_fn(exp.model.apply, state.variables, batch["input"], key)
+        logits, extras = exp.method.predict_fn(
+            exp.model.apply, state.variables, batch["input"], key
+        )
         predictions = metrics_lib.Predictions(
             logits=logits,
             log_probs=metrics_lib.predictive_log_probs(logits),
@@ -172,11 +186,15 @@ def init_state(exp: Experiment, init_key: jax.Array) -> TrainState:
     )
 
 
-def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh) -> dict:
-    """Every evaluation set, each example counted once: ``{set: {metric: value}}``."""
+def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh):
+    """Every evaluation set, each example counted once -> ``(results, curves)``.
+
+    ``results`` is ``{set: {metric: value}}`` plus the OOD mixtures and shift-family
+    aggregates of ``evaluation.summarize``; ``curves`` holds the arrays behind plots.
+    """
     batch_sharding = sharding.batch_sharded(mesh)
-    out = {}
-    for set_name, eval_set in exp.dataset.eval_sets.items():
+    evaluated = {}
+    for set_name, eval_set in evaluation.evaluation_sets(exp.dataset, exp.evaluation).items():
         suite = metrics_lib.eval_suite(exp.dataset.task, eval_set.is_ood)
         set_key = _named_key(eval_key, set_name)
         totals = None
@@ -190,9 +208,9 @@ def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh) -> 
         for index, local in enumerate(batches):
             batch = sharding.global_batch(local, batch_sharding)
             stats = eval_steps[eval_set.is_ood](state, batch, jax.random.fold_in(set_key, index))
-            totals = metrics_lib.add_statistics(totals, jax.device_get(stats))
-        out[set_name] = {k: float(v) for k, v in metrics_lib.results(suite, totals).items()}
-    return out
+            totals = metrics_lib.add_statistics(suite, totals, jax.device_get(stats))
+        evaluated[set_name] = evaluation.SetTotals(eval_set.is_ood, suite, totals)
+    return evaluation.summarize(evaluated, exp.evaluation)
 
 
 def _epoch(step: int, global_batch_size: int, num_examples: int) -> int:
@@ -249,7 +267,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     }
     epoch_hook = exp.method.on_epoch_start
     if epoch_hook is not None:
-        epoch_hook = jax.jit(epoch_hook, in_shardings=(state_sharding,), out_shardings=state_sharding)
+        epoch_hook = jax.jit(
+            epoch_hook, in_shardings=(state_sharding,), out_shardings=state_sharding
+        )
 
     batches = data_lib.TrainBatches(
         exp.dataset.train,
@@ -274,10 +294,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         )
         state = checkpoints.restore(start, abstract, iterator)
 
+    device_batches = DevicePrefetch(
+        iterator, lambda local: sharding.global_batch(local, batch_sharding)
+    )
     writer = RunWriter(workdir, enabled=is_writer)
     bar = progress_bar(exp.total_steps, start, enabled=is_writer)
     num_train = len(exp.dataset.train)
     pending: list[dict] = []  # device-side metrics since the last log: no per-step sync
+    last_flush = [start, time.perf_counter()]
 
     def flush(step: int) -> None:
         if not pending:
@@ -286,6 +310,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
         pending.clear()
         _check_finite(means, step, checkpoints)
+        now = time.perf_counter()
+        means["steps_per_second"] = (step - last_flush[0]) / (now - last_flush[1])
+        last_flush[:] = step, now
         writer.write(step, "train", means)
         bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
 
@@ -297,22 +324,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 != _epoch(step - 1, settings.global_batch_size, num_train)
             ):
                 state = epoch_hook(state)
-            batch = sharding.global_batch(next(iterator), batch_sharding)
-            state, metrics = train_step(state, batch, train_key)
+            state, metrics = train_step(state, next(device_batches), train_key)
             pending.append(metrics)
             done = step + 1
             if done % settings.log_every_steps == 0 or done == exp.total_steps:
                 flush(done)
             if done % settings.checkpoint_every_steps == 0 or done == exp.total_steps:
                 flush(done)
-                checkpoints.save(done, state, iterator)
+                checkpoints.save(done, state, device_batches)
             bar.update(1)
         bar.close()
-        results = evaluate(exp, state, eval_steps, eval_key, mesh)
+        results, curves = evaluate(exp, state, eval_steps, eval_key, mesh)
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
         writer.write_results(results)
+        if is_writer:
+            (workdir / "curves.json").write_text(json.dumps(curves) + "\n")
+        run_probes(exp, state, eval_key, mesh, workdir, is_writer)
     finally:
+        device_batches.close()
         bar.close()
         writer.close()
         checkpoints.close()

@@ -31,7 +31,9 @@ def schedule(
     elif kind == "cosine":
         main = optax.cosine_decay_schedule(learning_rate, decay_steps)
     elif kind == "step":
-        boundaries = {int(f * total_steps) - warmup_steps: decay_factor for f in decay_epochs_fraction}
+        boundaries = {
+            int(f * total_steps) - warmup_steps: decay_factor for f in decay_epochs_fraction
+        }
         main = optax.piecewise_constant_schedule(learning_rate, boundaries)
     else:
         raise UsageError(

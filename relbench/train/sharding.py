@@ -19,9 +19,7 @@ from relbench.errors import UsageError
 
 def data_mesh() -> jax.sharding.Mesh:
     """All devices on one ``data`` axis; XLA propagates shardings (``Auto`` axes)."""
-    return jax.make_mesh(
-        (jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
-    )
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def check_batch_size(global_batch_size: int, what: str) -> None:

@@ -56,7 +56,7 @@ def mc_dropout_run(tmp_path_factory):
 def test_run_writes_every_output(mc_dropout_run):
     workdir, results = mc_dropout_run
     assert json.loads((workdir / "results.json").read_text()) == results
-    assert set(results) == {"validation", "test", "ood_noise"}
+    assert {"validation", "test", "ood_noise", "ood_heldout", "digits_c"} <= set(results)
     assert {"accuracy", "nll", "brier", "ece"} <= set(results["test"])
     assert json.loads((workdir / "config.json").read_text())["method"]["name"] == "mc_dropout"
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -98,7 +98,7 @@ def test_resume_after_sigkill_is_bitwise_identical(mc_dropout_run, tmp_path):
             if step == 10:
                 os.kill(os.getpid(), signal.SIGKILL)
         writers.RunWriter.write = write_then_die
-        train_and_evaluate(configs.load({SMOKE.format(method='mc_dropout')!r}), {str(tmp_path)!r})
+        train_and_evaluate(configs.load({SMOKE.format(method="mc_dropout")!r}), {str(tmp_path)!r})
         """,
         check=False,
     )
@@ -119,7 +119,7 @@ def test_device_count_does_not_change_results(mc_dropout_run, tmp_path):
         from relbench.train import configs
         from relbench.train.loop import train_and_evaluate
         assert jax.device_count() == 1
-        train_and_evaluate(configs.load({SMOKE.format(method='mc_dropout')!r}), {str(tmp_path)!r})
+        train_and_evaluate(configs.load({SMOKE.format(method="mc_dropout")!r}), {str(tmp_path)!r})
         """,
         env={"JAX_NUM_CPU_DEVICES": "1"},
     )
@@ -138,9 +138,11 @@ def test_train_step_compiles_once(tmp_path):
     """Doubling the number of steps adds no compilation."""
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
-        lambda event, *_, **__: compiles.append(event)
-        if event == "/jax/core/compile/backend_compile_duration"
-        else None
+        lambda event, *_, **__: (
+            compiles.append(event)
+            if event == "/jax/core/compile/backend_compile_duration"
+            else None
+        )
     )
     counts = []
     for epochs in (0.25, 0.5):
@@ -175,7 +177,9 @@ def test_unknown_train_key_names_it(tmp_path):
         train_and_evaluate(config, tmp_path)
 
 
-@pytest.mark.parametrize("field,name", [("method", "mc_dropuot"), ("model", "mpl"), ("dataset", "digts")])
+@pytest.mark.parametrize(
+    "field,name", [("method", "mc_dropuot"), ("model", "mpl"), ("dataset", "digts")]
+)
 def test_unknown_names_list_the_choices(field, name, tmp_path):
     config = smoke_config()
     with config.unlocked():
@@ -206,21 +210,43 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_cli_prints_one_error_line_for_unknown_override(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "relbench.train", "--config", SMOKE.format(method="deterministic"),
-         "--config.train.num_epoch=1", "--workdir", str(tmp_path)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "relbench.train",
+            "--config",
+            SMOKE.format(method="deterministic"),
+            "--config.train.num_epoch=1",
+            "--workdir",
+            str(tmp_path),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "relbench: error: unknown key config.train.num_epoch; check the spelling against the config file"
+        "relbench: error: unknown key config.train.num_epoch; "
+        "check the spelling against the config file"
     ]
 
 
 def test_cli_trains_and_prints_results_table(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "relbench.train", "--config", SMOKE.format(method="deterministic"),
-         "--workdir", str(tmp_path)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "relbench.train",
+            "--config",
+            SMOKE.format(method="deterministic"),
+            "--workdir",
+            str(tmp_path),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ood_noise" in result.stdout and "accuracy" in result.stdout
@@ -229,9 +255,31 @@ def test_cli_trains_and_prints_results_table(tmp_path):
 
 def test_cli_unknown_method_is_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "relbench.train", "--config",
-         str(REPO / "experiments/digits_mlp.py") + ":nosuch", "--workdir", str(tmp_path)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "relbench.train",
+            "--config",
+            str(REPO / "experiments/digits_mlp.py") + ":nosuch",
+            "--workdir",
+            str(tmp_path),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("relbench: error: unknown method")
+
+
+def test_corrupt_checkpoint_is_named_and_left_in_place(tmp_path):
+    config = smoke_config(num_epochs=0.25)
+    train_and_evaluate(config, tmp_path)
+    step_dir = max((tmp_path / "checkpoints").iterdir(), key=lambda p: int(p.name))
+    for file in (step_dir / "state").rglob("*"):
+        if file.is_file() and file.stat().st_size > 0:
+            file.write_bytes(b"garbage")
+    with pytest.raises(UsageError, match=rf"checkpoint .*{step_dir.name} cannot be restored"):
+        train_and_evaluate(smoke_config(num_epochs=0.5), tmp_path)
+    assert step_dir.exists()

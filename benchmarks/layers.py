@@ -1,0 +1,152 @@
+"""Forward+backward time of uncertainty layers relative to their plain counterparts.
+
+    PYTHONPATH=. python benchmarks/layers.py [--scale small|full] [--repeats N]
+
+Each case times one jitted training step of a layer (forward, ``sum(out**2)`` loss,
+gradient w.r.t. the parameters, and the layer's own state update) next to the same
+step of the plain layer it replaces, in the same process, alternating the two so that
+load on the machine hits both alike. It prints the median times and their ratio.
+Evaluation-time cases (the SNGP head's predictive variance by Cholesky) time the
+forward pass only. Ratios, not bare times, are the result.
+
+Cases: the SNGP head (1024 random features, exact Laplace precision update) vs a dense
+head; a spectral-normalized dense and conv layer (one power iteration, on the conv
+operator) vs ``nn.Dense``/``nn.Conv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from relbench.layers.gaussian_process import LAPLACE, RandomFeatureGaussianProcess
+from relbench.layers.heads import DenseHead
+from relbench.layers.spectral_norm import SPECTRAL_STATS, SpectralNormConv, SpectralNormDense
+
+SIZES = {
+    # batch, features in, classes, dense width, conv image side, conv channels
+    "small": dict(batch=128, width=256, classes=10, side=16, channels=32),
+    "full": dict(batch=512, width=1024, classes=100, side=32, channels=128),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    make_step: Callable[[], Callable[[], jax.Array]]  # builds a jitted, ready-to-call step
+
+
+def _train_step(module, x, mutable=(), takes_train=True):
+    """A no-argument jitted step: loss, grads w.r.t. params, the state update."""
+    train_kwargs = (lambda train: {"train": train}) if takes_train else (lambda train: {})
+    variables = module.init(jax.random.key(0), x, **train_kwargs(False))
+    params = variables["params"]
+    rest = {k: v for k, v in variables.items() if k != "params"}
+
+    @jax.jit
+    def step(params, rest, x):
+        def loss(p):
+            out, updates = module.apply(
+                {"params": p, **rest}, x, **train_kwargs(True), mutable=list(mutable)
+            )
+            out = out[0] if isinstance(out, tuple) else out
+            return jnp.sum(out**2), updates
+
+        (value, updates), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        return value, grads, updates
+
+    return lambda: step(params, rest, x)
+
+
+def _eval_step(module, x):
+    variables = module.init(jax.random.key(0), x, train=False)
+    step = jax.jit(lambda v, x: module.apply(v, x, train=False))
+    return lambda: step(variables, x)
+
+
+def cases(size: dict) -> list[tuple[Case, Case]]:
+    b, w, k, side, c = (size[n] for n in ("batch", "width", "classes", "side", "channels"))
+    features = jax.random.normal(jax.random.key(1), (b, w))
+    images = jax.random.normal(jax.random.key(2), (b // 4, side, side, c))
+    gp = RandomFeatureGaussianProcess(k, num_features=1024)
+    dense_head = DenseHead(k)
+    return [
+        (
+            Case("dense head: train step", lambda: _train_step(dense_head, features)),
+            Case("sngp head (F=1024): train step", lambda: _train_step(gp, features, (LAPLACE,))),
+        ),
+        (
+            Case("dense head: eval", lambda: _eval_step(dense_head, features)),
+            Case("sngp head (F=1024): eval + variance", lambda: _eval_step(gp, features)),
+        ),
+        (
+            Case(
+                f"nn.Dense {w}->{w}: train step",
+                lambda: _train_step(nn.Dense(w), features, takes_train=False),
+            ),
+            Case(
+                f"SpectralNormDense {w}->{w}: train step",
+                lambda: _train_step(
+                    SpectralNormDense(w, norm_bound=0.95), features, (SPECTRAL_STATS,)
+                ),
+            ),
+        ),
+        (
+            Case(
+                f"nn.Conv 3x3 {c}->{c} on {side}x{side}: train step",
+                lambda: _train_step(nn.Conv(c, (3, 3)), images, takes_train=False),
+            ),
+            Case(
+                f"SpectralNormConv 3x3 {c}->{c} on {side}x{side}: train step",
+                lambda: _train_step(
+                    SpectralNormConv(c, (3, 3), norm_bound=0.95), images, (SPECTRAL_STATS,)
+                ),
+            ),
+        ),
+    ]
+
+
+def _time_once(step) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(step())
+    return time.perf_counter() - start
+
+
+def measure(plain: Case, variant: Case, repeats: int, inner: int) -> tuple[float, float]:
+    """Median seconds per call of each, alternating plain/variant rounds of ``inner`` calls."""
+    steps = [plain.make_step(), variant.make_step()]
+    for step in steps:  # compile and warm up
+        jax.block_until_ready(step())
+        jax.block_until_ready(step())
+    rounds: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        for i, step in enumerate(steps):
+            rounds[i].append(sum(_time_once(step) for _ in range(inner)) / inner)
+    return statistics.median(rounds[0]), statistics.median(rounds[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SIZES), default="small")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--inner", type=int, default=10)
+    args = parser.parse_args()
+    print(f"device: {jax.devices()[0].device_kind}, scale: {args.scale} {SIZES[args.scale]}")
+    print(f"{'variant':<48} {'plain ms':>9} {'variant ms':>11} {'ratio':>7}")
+    for plain, variant in cases(SIZES[args.scale]):
+        t_plain, t_variant = measure(plain, variant, args.repeats, args.inner)
+        print(
+            f"{variant.name:<48} {1e3 * t_plain:>9.3f} {1e3 * t_variant:>11.3f} "
+            f"{t_variant / t_plain:>7.2f}   (vs {plain.name})"
+        )
+
+
+if __name__ == "__main__":
+    main()

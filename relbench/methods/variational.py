@@ -1,0 +1,144 @@
+"""Mean-field variational inference over the weights ("Bayes by Backprop" [1]).
+
+The method replaces the model's dense (and, if asked, conv) layers and its head by the
+mean-field Gaussian layers of ``relbench.layers.variational`` and minimizes the
+negative evidence lower bound per training example,
+
+    loss = -1/B sum_b log p(y_b | x_b, W) + beta_t * KL(q(W) || p(W)) / N,
+
+with ``W ~ q`` (one draw, reparameterization or Flipout [2]), N the number of
+training examples, and ``beta_t = min(1, (t + 1) / kl_annealing_steps)`` a linear KL
+warm-up (``beta = 1`` without annealing). At test time M independent posterior
+samples are M members on the member axis: ``[M, B, K]`` logits.
+
+References:
+  [1] Blundell, Cornebise, Kavukcuoglu, Wierstra. Weight Uncertainty in Neural
+      Networks. ICML 2015. https://arxiv.org/abs/1505.05424
+  [2] Wen, Vicol, Ba, Tran, Grosse. Flipout: Efficient Pseudo-Independent Weight
+      Perturbations on Mini-Batches. ICLR 2018. https://arxiv.org/abs/1803.04386
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from relbench.errors import UsageError
+from relbench.layers import variational as vl
+from relbench.layers.heads import DenseHead
+from relbench.methods.method import LossFn, Method, sampled_predict
+from relbench.metrics.predictive import predictive_log_probs
+
+LAYERS = ("dense", "conv", "head", "cell")
+PRIORS = ("normal", "scale_mixture")
+
+
+def make_prior(
+    prior: str, prior_scale: float, mixture_weight: float, mixture_scale2: float
+) -> vl.Prior:
+    """``"normal"``: N(0, prior_scale^2); ``"scale_mixture"``: ``mixture_weight``
+    N(0, prior_scale^2) + (1 - mixture_weight) N(0, mixture_scale2^2)."""
+    if prior == "normal":
+        return vl.NormalPrior(0.0, prior_scale)
+    if prior == "scale_mixture":
+        return vl.ScaleMixturePrior(mixture_weight, prior_scale, mixture_scale2)
+    raise UsageError(f"unknown variational prior '{prior}'; choose one of: {', '.join(PRIORS)}")
+
+
+def kl_weight(step: jax.Array, kl_annealing_steps: int) -> jax.Array:
+    """``min(1, (step + 1) / kl_annealing_steps)``; 1 when not annealing."""
+    if kl_annealing_steps <= 0:
+        return jnp.ones(())
+    return jnp.minimum(1.0, (step + 1) / kl_annealing_steps)
+
+
+def total_kl(losses: Mapping[str, Any]) -> jax.Array:
+    """The sum of every KL the variational layers sowed into the ``"losses"`` collection."""
+    return sum((jnp.sum(leaf) for leaf in jax.tree.leaves(losses)), jnp.zeros(()))
+
+
+def elbo_loss(mutable: Sequence[str], kl_annealing_steps: int) -> LossFn:
+    """The negative ELBO per example (see the module docstring)."""
+
+    def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
+        (logits, _), updates = apply_fn(
+            variables,
+            batch["input"],
+            train=True,
+            rngs=rngs,
+            mutable=[*mutable, vl.KL_COLLECTION],
+        )
+        updates = dict(updates)
+        kl = total_kl(updates.pop(vl.KL_COLLECTION, {}))
+        labels = batch["label"]
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels[None]).mean()
+        weight = kl_weight(step, kl_annealing_steps)
+        loss = nll + weight * kl / num_train_examples
+        correct = jnp.argmax(predictive_log_probs(logits), -1) == labels
+        metrics = {"accuracy": correct.mean(), "nll": nll, "kl": kl, "kl_weight": weight}
+        return loss, (updates, metrics)
+
+    return loss_fn
+
+
+def make(
+    estimator: str = "flipout",
+    prior: str = "normal",
+    prior_scale: float = 1.0,
+    mixture_weight: float = 0.5,
+    mixture_scale2: float = math.exp(-6.0),
+    stddev_init: float = 1e-3,
+    layers: Sequence[str] = ("dense", "head"),
+    num_samples: int = 8,
+    kl_annealing_steps: int = 0,
+) -> Method:
+    """Args:
+    estimator: ``"flipout"`` or ``"reparameterization"``.
+    prior: ``"normal"`` or ``"scale_mixture"`` (see ``make_prior``).
+    prior_scale, mixture_weight, mixture_scale2: the prior's parameters.
+    stddev_init: initial posterior stddev of every weight.
+    layers: which of the model's layer fields become variational: ``"dense"``,
+      ``"conv"`` (models with convolutions), ``"head"``, ``"cell"`` (recurrent models:
+      the Bayesian LSTM cell, which reparameterizes once per sequence whatever the
+      estimator).
+    num_samples: M, posterior samples at test time.
+    kl_annealing_steps: linear KL warm-up length in steps (0: none).
+    """
+    if estimator not in vl.ESTIMATORS:
+        raise UsageError(
+            f"unknown variational estimator '{estimator}'; choose one of: "
+            f"{', '.join(vl.ESTIMATORS)}"
+        )
+    unknown = sorted(set(layers) - set(LAYERS))
+    if unknown or not layers:
+        raise UsageError(
+            f"variational layers must be a non-empty subset of {', '.join(LAYERS)}; "
+            f"got {', '.join(unknown) or 'none'}"
+        )
+    if num_samples < 1:
+        raise UsageError(f"variational num_samples must be >= 1, got {num_samples}")
+    spec = vl.VariationalSpec(
+        estimator=estimator,
+        prior=make_prior(prior, prior_scale, mixture_weight, mixture_scale2),
+        stddev_init=stddev_init,
+    )
+    dense = functools.partial(vl.VariationalDense, variational=spec)
+    types = {
+        "dense": dense,
+        "conv": functools.partial(vl.VariationalConv, variational=spec),
+        "head": functools.partial(DenseHead, dense=dense),
+        "cell": functools.partial(vl.LSTMCellReparameterization, variational=spec),
+    }
+    streams = ("dropout", vl.RNG_STREAM)
+    return Method(
+        model_kwargs={name: types[name] for name in layers},
+        loss_fn=elbo_loss(("batch_stats",), kl_annealing_steps),
+        predict_fn=sampled_predict(num_samples, streams),
+        rng_streams=streams,
+    )

@@ -1,0 +1,92 @@
+"""The evaluation protocol's bookkeeping: which sets, mixtures, family aggregates."""
+
+import numpy as np
+import pytest
+
+from relbench import data
+from relbench.errors import UsageError
+from relbench.train import evaluation
+from relbench.train.configs import evaluation_config
+
+
+def test_evaluation_sets_add_the_shift_suite():
+    dataset = data.make("digits", held_out_classes=(8, 9))
+    settings = evaluation.EvaluationSettings(
+        shift_suite="digits_c", corruptions=("jpeg",), severities=(2, 3)
+    )
+    sets = evaluation.evaluation_sets(dataset, settings)
+    assert list(sets) == [
+        "validation",
+        "test",
+        "ood_noise",
+        "ood_heldout",
+        "digits_c/jpeg/2",
+        "digits_c/jpeg/3",
+    ]
+    assert dataset.num_classes == 8
+    assert len(sets["digits_c/jpeg/2"].source) == len(sets["test"].source)
+    assert not sets["digits_c/jpeg/2"].is_ood and sets["ood_heldout"].is_ood
+
+
+def test_bad_reference_or_source_is_a_usage_error():
+    dataset = data.make("two_moons")
+    with pytest.raises(UsageError, match="ood_reference 'val'"):
+        evaluation.evaluation_sets(dataset, evaluation.EvaluationSettings(ood_reference="val"))
+    with pytest.raises(UsageError, match="shift_source 'ood_far'"):
+        evaluation.evaluation_sets(
+            dataset, evaluation.EvaluationSettings(shift_suite="moons_c", shift_source="ood_far")
+        )
+    with pytest.raises(UsageError, match="no setting 'severity'"):
+        evaluation_config(severity=3)
+
+
+def test_family_aggregates_average_every_corruption_and_severity():
+    rng = np.random.default_rng(0)
+    results = {"test": {"accuracy": 0.9, "nll": 0.3, "ece": 0.05, "brier": 0.1}}
+    for name in ("a_c/jpeg/1", "a_c/jpeg/5", "a_c/contrast/3", "b_c/rotation/2"):
+        results[name] = {k: float(rng.uniform()) for k in ("accuracy", "nll", "ece", "brier")}
+    out = evaluation.family_aggregates(results)
+    assert set(out) == {"a_c", "b_c"}
+    a_sets = ("a_c/jpeg/1", "a_c/jpeg/5", "a_c/contrast/3")
+    assert out["a_c"]["cAcc"] == pytest.approx(np.mean([results[n]["accuracy"] for n in a_sets]))
+    assert out["b_c"]["cECE"] == results["b_c/rotation/2"]["ece"]
+
+
+def test_held_out_digits_are_relabelled_and_checked():
+    dataset = data.make("digits", held_out_classes=(0, 5))
+    labels = dataset.train.read(np.arange(len(dataset.train)))["label"]
+    assert sorted(set(labels.tolist())) == list(range(8))
+    with pytest.raises(UsageError, match="held_out_classes"):
+        data.make("digits", held_out_classes=(11,))
+    assert "ood_near" in data.make("two_moons").eval_sets
+
+
+class _Records(list):
+    def __getitems__(self, indices):
+        return [self[i] for i in indices]
+
+
+def test_prepared_tfds_corruptions_replace_native_ones(monkeypatch):
+    from relbench.data import corruptions, tfds
+
+    image = np.full((8, 8, 1), 51, np.uint8)
+    prepared = {"fake_c/jpeg_compression_1": _Records([{"image": image, "label": 3}] * 5)}
+
+    def data_source(name, split, data_dir):
+        assert split == "test" and data_dir is None
+        if name not in prepared:
+            raise UsageError(f"TFDS dataset '{name}' is not prepared")
+        return prepared[name]
+
+    monkeypatch.setattr(tfds, "_data_source", data_source)
+    settings = evaluation.EvaluationSettings(
+        shift_suite="digits_c",
+        corruptions=("jpeg", "contrast"),
+        severities=(1,),
+        tfds_corrupted="fake_c",
+    )
+    sets = evaluation.evaluation_sets(data.make("digits"), settings)
+    assert isinstance(sets["digits_c/jpeg/1"].source, tfds.TfdsSource)
+    batch = sets["digits_c/jpeg/1"].source.read(np.array([0, 4]))
+    np.testing.assert_allclose(batch["input"], 0.2)
+    assert isinstance(sets["digits_c/contrast/1"].source, corruptions.CorruptedSource)
