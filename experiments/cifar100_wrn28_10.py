@@ -19,7 +19,9 @@ Per-method hyperparameters follow ``baselines/cifar/<method>.py`` of [1] with th
 CIFAR-100 settings, applied only when that method is chosen: L2 3e-4 for every method;
 MC dropout rate 0.1; SNGP spectral-norm bound 6, 1024 random features, input
 normalization, mean-field factor 7.5, base LR 0.04, decay at epochs 60/120/160 of 250;
-BatchEnsemble 4 members, random-sign init -0.5, decay at epochs 80/160/180 of 250.
+BatchEnsemble 4 members, random-sign init -0.5, decay at epochs 80/160/180 of 250;
+variational: Flipout convolutions and output layer (other settings: the method's
+defaults).
 
 References:
   [1] Nado et al. Uncertainty Baselines. 2021. https://arxiv.org/abs/2106.04015,
@@ -35,6 +37,7 @@ from relbench.train.recipes import cifar_wrn28_10, decay_fractions, scaled_learn
 
 METHOD_RECIPES = {
     "mc_dropout": {"method": {"dropout_rate": 0.1}},
+    "variational": {"method": {"layers": ("conv", "head")}},
     "sngp": {
         "method": {
             "norm_bound": 6.0,

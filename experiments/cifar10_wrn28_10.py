@@ -21,7 +21,8 @@ applied only when that method is chosen: MC dropout rate 0.1; SNGP spectral-norm
 bound 6, 1024 random features, input normalization, mean-field factor 20, base LR
 0.08, L2 3e-4, decay at epochs 60/120/160 of 250; BatchEnsemble 4 members, random-sign
 init -0.5, L2 3e-4, decay at epochs 80/160/180 of 250 (its fast-weight LR multiplier
-0.5 is not modelled).
+0.5 is not modelled); variational: Flipout convolutions and output layer, as in
+``variational_inference.py`` (its other settings are the method's defaults).
 
 References:
   [1] Nado et al. Uncertainty Baselines. 2021. https://arxiv.org/abs/2106.04015,
@@ -37,6 +38,7 @@ from relbench.train.recipes import cifar_wrn28_10, decay_fractions, scaled_learn
 
 METHOD_RECIPES = {
     "mc_dropout": {"method": {"dropout_rate": 0.1}},
+    "variational": {"method": {"layers": ("conv", "head")}},
     "sngp": {
         "method": {
             "norm_bound": 6.0,

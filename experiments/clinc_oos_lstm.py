@@ -28,7 +28,10 @@ import ml_collections
 from relbench.train.configs import optimizer_config, parse_arg
 from relbench.train.recipes import set_method, smoke_train_settings
 
-METHOD_RECIPES = {"mc_dropout": {"method": {"dropout_rate": 0.1}}}
+METHOD_RECIPES = {
+    "mc_dropout": {"method": {"dropout_rate": 0.1}},
+    "variational": {"method": {"layers": ("cell", "head")}},  # the Bayesian LSTM
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -51,8 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "vocab_size": vocab_size,
             "embed_dim": 128,
             "hidden_size": 256,
-            "dropout_rate": 0.0,
-            "ensemble_size": 1,
         }
     )
     config.optimizer = optimizer_config(

@@ -80,8 +80,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "name": "resnet",
             "stage_sizes": (3, 4, 6, 3),
             "width": 64,
-            "dropout_rate": 0.0,
-            "ensemble_size": 1,
         }
     )
     config.optimizer = optimizer_config(

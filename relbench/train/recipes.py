@@ -28,7 +28,6 @@ from typing import Any
 
 import ml_collections
 
-from relbench import methods as methods_lib
 from relbench.errors import UsageError
 from relbench.train.configs import method_config
 
@@ -57,9 +56,8 @@ def set_method(
 
     ``recipes[method]["method"]`` holds hyperparameters of ``relbench.methods.<method>``;
     every other key names a sub-config (``optimizer``, ``train``, ``model``, ...) whose
-    existing fields it overrides. Model fields that the method sets (``dropout_rate``
-    for MC dropout, ``ensemble_size`` for ensembles...) are removed from
-    ``config.model``.
+    existing fields it overrides. ``config.model`` names widths and depths only: the
+    method sets layer types, dropout rate and member count.
     """
     recipe = dict(recipes.get(method, {}))
     config.method = method_config(method, **recipe.pop("method", {}))
@@ -68,10 +66,6 @@ def set_method(
             if key not in config[section]:
                 raise UsageError(f"recipe for '{method}' sets unknown key config.{section}.{key}")
             config[section][key] = value
-    hparams = {k: v for k, v in config.method.items() if k != "name"}
-    for key in methods_lib.make(method, **hparams).model_kwargs:
-        if key in config.model:
-            del config.model[key]
     return config
 
 
@@ -123,8 +117,6 @@ def cifar_wrn28_10(
             "name": "wide_resnet",
             "depth": 28,
             "width_multiplier": 10,
-            "dropout_rate": 0.0,
-            "ensemble_size": 1,
         }
     )
     config.optimizer = optimizer_config(
