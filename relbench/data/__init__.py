@@ -8,6 +8,8 @@ other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``.
 from __future__ import annotations
 
 from relbench.data.embedded import digits, two_moons
+from relbench.data.label_noise import noisy_digits
+from relbench.data.regression import diabetes, heteroscedastic_toy
 from relbench.data.sources import (
     ArraySource,
     Augment,
@@ -29,6 +31,9 @@ DATASETS = Registry(
         "two_moons": two_moons,
         "digits": digits,
         "tfds": tfds_dataset,
+        "noisy_digits": noisy_digits,
+        "diabetes": diabetes,
+        "heteroscedastic_toy": heteroscedastic_toy,
         "clinc_oos": clinc_oos,
         **{name: preset_factory(name) for name in PRESETS},
     },

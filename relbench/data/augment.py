@@ -15,9 +15,10 @@ the batch, with no generator state to save.
   Evaluation resizes the shorter side to ``size / 0.875`` and takes the central crop.
 * ``mixup`` [4]: each example is mixed with a partner example drawn from the training
   source by its own uniforms, ``x = lam x_i + (1 - lam) x_j`` with
-  ``lam ~ Beta(alpha, alpha)`` (sampled by inverse CDF). The batch carries the
-  partner's label and ``lam`` as ``mixup_label`` and ``mixup_weight``; the
-  cross-entropy loss mixes the one-hot targets with the same weight.
+  ``lam ~ Beta(alpha, alpha)`` (sampled by inverse CDF), and so are the targets: the
+  batch carries ``soft_label = lam y_i + (1 - lam) y_j`` ``[B, K]`` (one-hot or the
+  source's own soft labels), which every categorical loss trains on; ``label`` stays
+  the example's own class.
 
 References:
   [1] Steele, Lea, Flood. Fast Splittable Pseudorandom Number Generators. OOPSLA 2014.
@@ -148,6 +149,7 @@ class ImageAugment:
       size: ``inception_crop`` output side.
       mixup_alpha: Beta parameter of mixup; 0 turns mixup off.
       partner_source: where mixup partners are read from (the training source).
+      num_classes: K, for mixup's one-hot targets.
     """
 
     kind: str
@@ -157,6 +159,7 @@ class ImageAugment:
     size: int = 224
     mixup_alpha: float = 0.0
     partner_source: object | None = None
+    num_classes: int = 0
 
     def __post_init__(self):
         if self.kind not in ("none", "crop_flip", "inception_crop"):
@@ -165,6 +168,11 @@ class ImageAugment:
             )
         if self.mixup_alpha < 0:
             raise UsageError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
+
+    def _targets(self, batch: dict) -> np.ndarray:
+        if "soft_label" in batch:
+            return batch["soft_label"].astype(np.float32)
+        return np.eye(self.num_classes, dtype=np.float32)[batch["label"]]  # [B, K]
 
     def _augment_inputs(self, inputs: np.ndarray, u: np.ndarray) -> np.ndarray:
         if self.kind == "crop_flip":
@@ -191,6 +199,6 @@ class ImageAugment:
         lam = beta_quantile(self.mixup_alpha, u[:, 6]).astype(np.float32)  # [N]
         shape = (-1,) + (1,) * (out["input"].ndim - 1)
         out["input"] = lam.reshape(shape) * out["input"] + (1 - lam.reshape(shape)) * partner_inputs
-        out["mixup_label"] = partner["label"]
-        out["mixup_weight"] = lam
+        mixed = lam[:, None] * self._targets(batch) + (1 - lam[:, None]) * self._targets(partner)
+        out["soft_label"] = mixed  # [N, K]
         return out

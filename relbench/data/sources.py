@@ -84,9 +84,12 @@ class Probe:
 class Dataset:
     """A dataset: a training source, named evaluation sets, and optional probes.
 
-    ``task`` picks the loss-independent parts of evaluation (the metric suite); it is
-    ``"classification"`` for every dataset so far. ``train_augment`` (None: none)
-    randomizes training batches on the host; evaluation sets are never augmented.
+    ``task`` picks the loss-independent parts of evaluation (the metric suite):
+    ``"classification"`` (integer labels in ``[0, num_classes)``, optionally a
+    ``"soft_label"`` ``[K]`` distribution per example) or ``"regression"`` (float
+    ``[O]`` targets; ``num_classes`` is then O, the number of outputs).
+    ``train_augment`` (None: none) randomizes training batches on the host;
+    evaluation sets are never augmented.
     """
 
     train: Source
@@ -96,6 +99,11 @@ class Dataset:
     task: str = "classification"
     probes: tuple[Probe, ...] = ()
     train_augment: Augment | None = None
+
+    @property
+    def label_classes(self) -> int | None:
+        """The range labels are checked against; None where labels are not classes."""
+        return self.num_classes if self.task == "classification" else None
 
 
 def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
@@ -119,13 +127,14 @@ class TrainBatches:
 
     Examples are visited epoch by epoch, each epoch in a fresh permutation drawn from
     ``(seed, epoch)``; a global batch may straddle two epochs (repeat-then-batch).
-    ``augment``, if given, then randomizes each row from ``(seed, position)``.
+    ``num_classes=None`` skips the label check (regression targets). ``augment``, if
+    given, then randomizes each row from ``(seed, position)``.
     """
 
     source: Source
     global_batch_size: int
     seed: int
-    num_classes: int
+    num_classes: int | None
     process_index: int = 0
     process_count: int = 1
     augment: Augment | None = None
@@ -156,7 +165,8 @@ class TrainBatches:
         start = self.process_index * self.local_batch_size
         rows = self.global_indices(step)[start : start + self.local_batch_size]
         batch = self.source.read(rows)
-        check_labels(batch["label"], self.num_classes, f"training batch {step}")
+        if self.num_classes is not None:
+            check_labels(batch["label"], self.num_classes, f"training batch {step}")
         if self.augment is not None:
             positions = step * self.global_batch_size + start + np.arange(self.local_batch_size)
             batch = self.augment(batch, self.seed, positions)

@@ -305,6 +305,7 @@ def tfds_dataset(
             size=image_size or input_shape[0],
             mixup_alpha=mixup_alpha,
             partner_source=train,
+            num_classes=num_classes,
         )
     return Dataset(train, eval_sets, num_classes, input_shape, train_augment=train_augment)
 

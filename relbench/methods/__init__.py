@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from relbench.methods import deterministic, mc_dropout, sngp, variational
+from relbench.methods import deterministic, heteroscedastic, mc_dropout, sngp, variational
 from relbench.methods.method import Method
 from relbench.registry import Registry
 
@@ -16,6 +16,7 @@ METHODS = Registry(
         "mc_dropout": mc_dropout.make,
         "sngp": sngp.make,
         "variational": variational.make,
+        "heteroscedastic": heteroscedastic.make,
     },
 )
 make = METHODS.make

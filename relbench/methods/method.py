@@ -10,6 +10,11 @@ and never names a method:
 * ``mutable`` — the collections the model updates in training;
 * ``rng_streams`` — the Flax RNG streams training draws from;
 * ``on_epoch_start`` — an optional pure ``TrainState -> TrainState`` hook.
+
+A method's ``likelihood`` hyperparameter picks what its loss fits: ``"categorical"``
+(classes; a batch's ``"soft_label"`` distribution replaces its one-hot label when
+present) or ``"gaussian"`` (regression: the model gets a ``GaussianHead`` and the loss
+is the Gaussian NLL of every member).
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from relbench.errors import UsageError
+from relbench.layers.gaussian import GaussianHead
 from relbench.metrics.predictive import predictive_log_probs
+from relbench.metrics.regression import gaussian_log_prob, mixture_moments
 
 ApplyFn = Callable[..., Any]
 LossFn = Callable[..., tuple[jax.Array, tuple[dict, dict]]]
@@ -45,29 +53,86 @@ def rng_dict(key: jax.Array, streams: Sequence[str]) -> dict[str, jax.Array]:
     return {name: jax.random.fold_in(key, zlib.crc32(name.encode())) for name in streams}
 
 
-def cross_entropy_loss(mutable: Sequence[str], label_smoothing: float = 0.0) -> LossFn:
-    """Softmax cross-entropy of every member's logits, averaged over members and batch."""
+LIKELIHOODS = ("categorical", "gaussian")
+
+
+def classification_targets(batch, num_classes: int, label_smoothing: float) -> jax.Array:
+    """``[B, K]`` targets: the batch's soft labels if it has them, else one-hot labels."""
+    if jnp.issubdtype(batch["label"].dtype, jnp.floating):
+        raise UsageError(
+            "float labels with a categorical likelihood; for a regression dataset set the "
+            "method's likelihood='gaussian'"
+        )
+    if "soft_label" in batch:
+        targets = batch["soft_label"].astype(jnp.float32)
+    else:
+        targets = jax.nn.one_hot(batch["label"], num_classes)
+    return optax.smooth_labels(targets, label_smoothing)
+
+
+def cross_entropy_loss(
+    mutable: Sequence[str], label_smoothing: float = 0.0, link: str = "softmax"
+) -> LossFn:
+    """Cross-entropy of every member's logits, averaged over members and batch.
+
+    ``link="softmax"``: one categorical over the K classes; ``link="sigmoid"``: K
+    independent Bernoullis (summed over classes), the multi-label likelihood.
+    """
 
     def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
         del step, num_train_examples  # a plain likelihood needs neither.
         (logits, _), updates = apply_fn(
             variables, batch["input"], train=True, rngs=rngs, mutable=list(mutable)
         )
-        num_classes = logits.shape[-1]
-        targets = optax.smooth_labels(
-            jax.nn.one_hot(batch["label"], num_classes), label_smoothing
-        )  # [B, K], shared by all members
-        if "mixup_weight" in batch:  # mixup (relbench.data.augment) mixes the targets too
-            weight = batch["mixup_weight"][:, None]
-            partner = optax.smooth_labels(
-                jax.nn.one_hot(batch["mixup_label"], num_classes), label_smoothing
-            )
-            targets = weight * targets + (1 - weight) * partner
-        loss = optax.softmax_cross_entropy(logits, targets[None]).mean()
+        # [B, K], shared by all members
+        targets = classification_targets(batch, logits.shape[-1], label_smoothing)
+        if link == "sigmoid":
+            loss = optax.sigmoid_binary_cross_entropy(logits, targets[None]).sum(-1).mean()
+        else:
+            loss = optax.softmax_cross_entropy(logits, targets[None]).mean()
         correct = jnp.argmax(predictive_log_probs(logits), -1) == batch["label"]
         return loss, (dict(updates), {"accuracy": correct.mean()})
 
     return loss_fn
+
+
+def gaussian_nll_loss(mutable: Sequence[str]) -> LossFn:
+    """Gaussian NLL of every member's (mean, variance), averaged over members and batch.
+
+    The model returns means ``[M, B, O]`` and ``extras["variance"]`` ``[M, B, O]``; the
+    batch's ``"label"`` holds the ``[B, O]`` float targets.
+    """
+
+    def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
+        del step, num_train_examples  # a plain likelihood needs neither.
+        (means, extras), updates = apply_fn(
+            variables, batch["input"], train=True, rngs=rngs, mutable=list(mutable)
+        )
+        if not jnp.issubdtype(batch["label"].dtype, jnp.floating):
+            raise UsageError(
+                "integer labels with a gaussian likelihood; for a classification dataset set "
+                "the method's likelihood='categorical'"
+            )
+        variances = extras["variance"]
+        y = batch["label"].reshape(means.shape[1:]).astype(means.dtype)  # [B, O]
+        loss = -jnp.sum(gaussian_log_prob(y[None], means, variances), axis=-1).mean()
+        mean, _ = mixture_moments(means, variances)
+        return loss, (dict(updates), {"mse": jnp.mean(jnp.square(mean - y))})
+
+    return loss_fn
+
+
+def likelihood_parts(
+    likelihood: str, mutable: Sequence[str], label_smoothing: float = 0.0
+) -> tuple[dict[str, Any], LossFn]:
+    """The model kwargs and the loss a method needs to fit ``likelihood``."""
+    if likelihood == "categorical":
+        return {}, cross_entropy_loss(mutable, label_smoothing)
+    if likelihood == "gaussian":
+        if label_smoothing:
+            raise UsageError("label_smoothing applies to classes only; set it to 0 for gaussian")
+        return {"head": GaussianHead}, gaussian_nll_loss(mutable)
+    raise UsageError(f"unknown likelihood '{likelihood}'; choose one of: {', '.join(LIKELIHOODS)}")
 
 
 def single_pass_predict(apply_fn, variables, inputs, key):

@@ -42,8 +42,10 @@ from relbench.metrics.calibration import (
     calibration_bins,
 )
 from relbench.metrics.diversity import ENSEMBLE_DIVERSITY
+from relbench.metrics.regression import REGRESSION_IN_DISTRIBUTION, REGRESSION_OUT_OF_DISTRIBUTION
 from relbench.metrics.scores import UNCERTAINTY_SCORES, entropy
 from relbench.metrics.selective import SELECTIVE_PREDICTION
+from relbench.metrics.soft_labels import SOFT_LABEL_SCORES
 from relbench.metrics.streaming import Predictions, StreamingMetric, evaluate_arrays
 
 
@@ -138,10 +140,16 @@ OUT_OF_DISTRIBUTION = (OOD_CONFIDENCE, ENSEMBLE_DIVERSITY, UNCERTAINTY_SCORES)
 
 
 def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
-    """The metrics reported for an evaluation set: the one place this is decided."""
+    """The metrics reported for an evaluation set: the one place this is decided.
+
+    Classification sets also get the soft-label scores, which report only for sets
+    whose batches carry soft labels.
+    """
+    if task == "regression":
+        return REGRESSION_OUT_OF_DISTRIBUTION if is_ood else REGRESSION_IN_DISTRIBUTION
     if task != "classification":
-        raise ValueError(f"no metric suite for task '{task}'")
-    return OUT_OF_DISTRIBUTION if is_ood else IN_DISTRIBUTION
+        raise ValueError(f"no metric suite for task '{task}'; use classification or regression")
+    return OUT_OF_DISTRIBUTION if is_ood else (*IN_DISTRIBUTION, SOFT_LABEL_SCORES)
 
 
 def _predictions(log_probs, labels, mask) -> Predictions:

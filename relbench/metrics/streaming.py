@@ -41,6 +41,12 @@ class Predictions:
       mask: ``[B]`` 1.0 for real examples, 0.0 for padding.
       extras: the model's extra outputs, each ``[M, B, ...]`` (e.g. ``"variance"``, a
         GP predictive variance).
+      soft_labels: ``[B, K]`` a distribution over classes per example (raters' votes),
+        or None where the set has none (``metrics.soft_labels``).
+
+    For regression (``metrics.regression``), ``logits`` are the ``[M, B, O]`` member
+    means, ``extras["variance"]`` their ``[M, B, O]`` variances and ``labels`` the
+    ``[B, O]`` float targets.
     """
 
     logits: jax.Array
@@ -48,10 +54,13 @@ class Predictions:
     labels: jax.Array
     mask: jax.Array
     extras: Mapping[str, jax.Array] = dataclasses.field(default_factory=dict)
+    soft_labels: jax.Array | None = None
 
 
 jax.tree_util.register_dataclass(
-    Predictions, data_fields=["logits", "log_probs", "labels", "mask", "extras"], meta_fields=[]
+    Predictions,
+    data_fields=["logits", "log_probs", "labels", "mask", "extras", "soft_labels"],
+    meta_fields=[],
 )
 
 Statistics = dict[str, jax.Array]
@@ -155,6 +164,7 @@ def _rows(p: Predictions, start: int, stop: int) -> Predictions:
         labels=p.labels[start:stop],
         mask=p.mask[start:stop],
         extras={k: v[:, start:stop] for k, v in p.extras.items()},
+        soft_labels=None if p.soft_labels is None else p.soft_labels[start:stop],
     )
 
 

@@ -122,3 +122,19 @@ def evaluation_config(**overrides) -> ml_collections.ConfigDict:
     if unknown:
         raise UsageError(f"evaluation has no setting '{unknown[0]}'")
     return ml_collections.ConfigDict({**fields, **overrides})
+
+
+SMOKE_TRAIN = {
+    "log_every_steps": 2,
+    "checkpoint_every_steps": 4,
+    "global_batch_size": 32,
+    "eval_batch_size": 64,
+}
+
+
+def train_config(smoke: bool, smoke_epochs: float = 0.5, **settings) -> ml_collections.ConfigDict:
+    """``config.train`` from ``settings``; ``smoke`` trains ``smoke_epochs`` in small batches,
+    logging and checkpointing every few steps (for tests)."""
+    if smoke:
+        settings.update(SMOKE_TRAIN, num_epochs=smoke_epochs)
+    return ml_collections.ConfigDict(settings)

@@ -174,6 +174,11 @@ HEADLINE = (
     "aupr_out/entropy",
     "fpr95/entropy",
     *FAMILY_AGGREGATES,
+    "soft_nll",
+    "rmse",
+    "crps",
+    "coverage_90",
+    "mean_predictive_std",
 )
 
 

@@ -165,6 +165,7 @@ def make_eval_step(exp: Experiment):
             labels=batch["label"],
             mask=batch["mask"],
             extras=extras,
+            soft_labels=batch.get("soft_label"),
         )
         suite = metrics_lib.eval_suite(exp.dataset.task, is_ood)
         return metrics_lib.batch_statistics(suite, predictions)
@@ -201,7 +202,7 @@ def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh):
         batches = data_lib.eval_batches(
             eval_set.source,
             exp.settings.eval_batch_size,
-            None if eval_set.is_ood else exp.dataset.num_classes,
+            None if eval_set.is_ood else exp.dataset.label_classes,
             jax.process_index(),
             jax.process_count(),
         )
@@ -275,7 +276,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         exp.dataset.train,
         settings.global_batch_size,
         seed=exp.seed,
-        num_classes=exp.dataset.num_classes,
+        num_classes=exp.dataset.label_classes,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         augment=exp.dataset.train_augment,

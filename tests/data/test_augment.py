@@ -86,38 +86,44 @@ def test_resize_center_crop_keeps_the_centre():
     assert out.shape == (28, 28, 1) and out.min() == 255
 
 
-def test_mixup_mixes_inputs_and_labels_with_the_same_weight():
+def test_mixup_mixes_inputs_and_targets_with_the_same_weight():
     inputs = np.random.default_rng(0).normal(size=(20, 4, 4, 1)).astype(np.float32)
     labels = np.arange(20, dtype=np.int32) % 5
     source = ArraySource({"input": inputs, "label": labels})
-    aug = augment.ImageAugment("none", (0.0,), (1.0,), mixup_alpha=0.4, partner_source=source)
+    aug = augment.ImageAugment(
+        "none", (0.0,), (1.0,), mixup_alpha=0.4, partner_source=source, num_classes=5
+    )
     positions = np.arange(100, 108)
     rows = np.arange(8)
     out = aug(source.read(rows), seed=5, positions=positions)
     u = augment.uniforms(5, positions, 8)
     partners = (u[:, 5] * 20).astype(int)
     lam = stats.beta(0.4, 0.4).ppf(u[:, 6])
-    np.testing.assert_allclose(out["mixup_weight"], lam, rtol=1e-5)
-    np.testing.assert_array_equal(out["mixup_label"], labels[partners])
-    expected = (
-        lam[:, None, None, None] * inputs[rows] + (1 - lam[:, None, None, None]) * inputs[partners]
+    one_hot = np.eye(5)
+    expected_targets = (
+        lam[:, None] * one_hot[labels[rows]] + (1 - lam[:, None]) * one_hot[labels[partners]]
     )
+    np.testing.assert_allclose(out["soft_label"], expected_targets, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["label"], labels[rows])
+    lam4 = lam[:, None, None, None]
+    expected = lam4 * inputs[rows] + (1 - lam4) * inputs[partners]
     np.testing.assert_allclose(out["input"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_mixup_loss_is_the_weighted_sum_of_the_two_cross_entropies():
     logits = jax.random.normal(jax.random.key(0), (1, 6, 4))
+    labels, partners = np.array([0, 1, 2, 3, 0, 1]), np.array([3, 3, 0, 1, 1, 1])
+    lam = np.linspace(0.0, 1.0, 6).astype(np.float32)
+    one_hot = np.eye(4, dtype=np.float32)
     batch = {
         "input": logits[0],
-        "label": np.array([0, 1, 2, 3, 0, 1]),
-        "mixup_label": np.array([3, 3, 0, 1, 1, 1]),
-        "mixup_weight": np.linspace(0.0, 1.0, 6).astype(np.float32),
+        "label": labels,
+        "soft_label": lam[:, None] * one_hot[labels] + (1 - lam[:, None]) * one_hot[partners],
     }
     apply_fn = lambda variables, x, **kwargs: ((x[None], {}), {})  # noqa: E731
     loss, _ = cross_entropy_loss(())(apply_fn, {}, batch, {}, step=0, num_train_examples=6)
     ce = lambda y: optax.softmax_cross_entropy_with_integer_labels(logits[0], y)  # noqa: E731
-    lam = batch["mixup_weight"]
-    expected = np.mean(lam * ce(batch["label"]) + (1 - lam) * ce(batch["mixup_label"]))
+    expected = np.mean(lam * ce(labels) + (1 - lam) * ce(partners))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 

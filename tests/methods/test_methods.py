@@ -15,7 +15,11 @@ def test_misspelt_hyperparameter_is_an_error_naming_it():
 
 
 def test_hyperparameters_come_from_make():
-    assert methods.hyperparameters("mc_dropout") == {"dropout_rate": 0.1, "num_samples": 8}
+    assert methods.hyperparameters("mc_dropout") == {
+        "dropout_rate": 0.1,
+        "num_samples": 8,
+        "likelihood": "categorical",
+    }
 
 
 def test_mc_dropout_predicts_distinct_samples_on_the_member_axis():

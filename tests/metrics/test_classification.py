@@ -75,5 +75,5 @@ def test_brier_decomposition_is_exact_for_constant_forecasts_per_group():
 
 
 def test_eval_suite_rejects_unknown_task():
-    with pytest.raises(ValueError, match="regression"):
-        metrics.eval_suite("regression", False)
+    with pytest.raises(ValueError, match="segmentation"):
+        metrics.eval_suite("segmentation", False)

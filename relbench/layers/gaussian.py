@@ -1,0 +1,65 @@
+"""The Gaussian regression head: a mean and an input-dependent variance per output.
+
+For regression the network predicts a distribution, ``y | x ~ N(mu(x), sigma^2(x))``,
+fitted by the Gaussian negative log-likelihood [1]
+
+    -log N(y; mu, sigma^2) = 1/2 log(2 pi sigma^2) + (y - mu)^2 / (2 sigma^2),
+
+with ``sigma^2(x) = softplus(s(x)) + min_variance`` (heteroscedastic) or a learned
+constant ``softplus(s) + min_variance`` (homoscedastic). The softplus keeps the
+variance positive with gradients that do not explode as the variance shrinks [2].
+
+**Output contract.** The head returns the mean in the logits' place, ``[N, O]`` (O
+outputs, the dataset's ``num_classes``), and the variance in its extras as
+``{"variance": [N, O]}``; a model turns these into ``[M, B, O]`` means and an
+``[M, B, O]`` variance, and the predictive distribution is the equal-weight mixture
+of the M member Gaussians (``relbench.metrics.regression``).
+
+References:
+  [1] Nix, Weigend. Estimating the Mean and Variance of the Target Probability
+      Distribution. ICNN 1994. https://doi.org/10.1109/ICNN.1994.374138
+  [2] Lakshminarayanan, Pritzel, Blundell. Simple and Scalable Predictive Uncertainty
+      Estimation using Deep Ensembles. NeurIPS 2017. https://arxiv.org/abs/1612.01474
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ModuleDef = Any
+
+
+def positive_variance(raw: jax.Array, min_variance: float) -> jax.Array:
+    """``softplus(raw) + min_variance``: an unconstrained output -> a variance."""
+    return nn.softplus(raw) + min_variance
+
+
+class GaussianHead(nn.Module):
+    """features ``[N, D]`` -> ``(mean [N, O], {"variance": [N, O]})``.
+
+    Attributes:
+      num_outputs: O (a model passes its ``num_classes``).
+      heteroscedastic: an input-dependent variance; False learns one variance per output.
+      min_variance: the variance floor.
+      dense: the dense layer type (for both the mean and the variance).
+    """
+
+    num_outputs: int
+    heteroscedastic: bool = True
+    min_variance: float = 1e-6
+    dense: ModuleDef = nn.Dense
+
+    @nn.compact
+    def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
+        del train  # the head is the same map in training and evaluation.
+        mean = self.dense(self.num_outputs, name="mean")(features)
+        if self.heteroscedastic:
+            raw = self.dense(self.num_outputs, name="variance")(features)
+        else:
+            raw = self.param("variance", nn.initializers.zeros, (self.num_outputs,))
+            raw = jnp.broadcast_to(raw, mean.shape)  # [O] -> [N, O]
+        return mean, {"variance": positive_variance(raw, self.min_variance)}
