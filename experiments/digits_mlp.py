@@ -9,10 +9,15 @@ two corruptions at two severities.
 Evaluation: the test set, the validation set, ``digits_c`` (11 corruptions x 5
 severities of the test set), and OOD sets ``ood_noise`` (far) and ``ood_heldout``
 (digits 8 and 9, held out of training: near).
+
+    relbench sweep --config experiments/digits_mlp.py --workdir runs/digits_sweep
+
+runs ``sweep()``: 8 quasi-random (Halton) points, each with 2 seeds.
 """
 
 import ml_collections
 
+from relbench.sweeps import halton
 from relbench.train.configs import evaluation_config, method_config, optimizer_config, parse_arg
 
 
@@ -40,6 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "checkpoint_every_steps": 200,
             "max_checkpoints_to_keep": 2,
             "eval_batch_size": 256,
+            "deterministic_ops": False,  # True: XLA's deterministic GPU kernels
         }
     )
     # Every corruption x severity of the test set (`digits_c`), each OOD set pooled with
@@ -56,3 +62,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.evaluation.severities = (1, 5)
     config.lock()
     return config
+
+
+def sweep() -> list[dict]:
+    """Learning rate, momentum and width from a Halton sequence, each for 2 seeds."""
+    space = [
+        halton.loguniform("optimizer.learning_rate", 0.005, 0.5),
+        halton.uniform("optimizer.momentum", 0.8, 0.95),
+        halton.discrete("model.hidden_sizes", [(128,), (256, 256), (512, 512)]),
+    ]
+    return halton.product(halton.grid("seed", [0, 1]), halton.search(space, 8, seed=0))

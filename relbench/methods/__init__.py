@@ -5,7 +5,17 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from relbench.methods import deterministic, heteroscedastic, mc_dropout, sngp, variational
+from relbench.methods import (
+    batchensemble,
+    deep_ensemble,
+    deterministic,
+    heteroscedastic,
+    mc_dropout,
+    mimo,
+    rank1,
+    sngp,
+    variational,
+)
 from relbench.methods.method import Method
 from relbench.registry import Registry
 
@@ -14,6 +24,10 @@ METHODS = Registry(
     {
         "deterministic": deterministic.make,
         "mc_dropout": mc_dropout.make,
+        "batchensemble": batchensemble.make,
+        "rank1": rank1.make,
+        "mimo": mimo.make,
+        "deep_ensemble": deep_ensemble.make,
         "sngp": sngp.make,
         "variational": variational.make,
         "heteroscedastic": heteroscedastic.make,

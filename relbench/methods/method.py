@@ -9,7 +9,9 @@ and never names a method:
 * ``predict_fn(apply_fn, variables, inputs, key)`` -> ``(logits [M, B, K], extras)``;
 * ``mutable`` — the collections the model updates in training;
 * ``rng_streams`` — the Flax RNG streams training draws from;
-* ``on_epoch_start`` — an optional pure ``TrainState -> TrainState`` hook.
+* ``on_epoch_start`` — an optional pure ``TrainState -> TrainState`` hook;
+* ``init_inputs`` — an optional map from the loop's example input ``[1, *input_shape]``
+  to what the model is initialized on (MIMO stacks M copies on the channel axis).
 
 A method's ``likelihood`` hyperparameter picks what its loss fits: ``"categorical"``
 (classes; a batch's ``"soft_label"`` distribution replaces its one-hot label when
@@ -46,6 +48,7 @@ class Method:
     mutable: tuple[str, ...] = ("batch_stats",)
     rng_streams: tuple[str, ...] = ()
     on_epoch_start: Callable[[Any], Any] | None = None
+    init_inputs: Callable[[jax.Array], jax.Array] | None = None
 
 
 def rng_dict(key: jax.Array, streams: Sequence[str]) -> dict[str, jax.Array]:

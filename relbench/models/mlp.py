@@ -26,8 +26,8 @@ class MLP(nn.Module):
       activation: the nonlinearity.
       dense, dropout, head: the layer types; methods replace them (spectral-normalized
         dense, MC dropout, a GP head...) without a new model class.
-      conv: unused (an MLP has no convolution); accepted so that a method replacing both
-        dense and conv layers builds any model.
+      conv, norm: unused (an MLP has no convolution and no normalization); accepted so
+        that a method replacing every layer type builds any model.
     """
 
     num_classes: int
@@ -37,6 +37,7 @@ class MLP(nn.Module):
     activation: Callable[[jax.Array], jax.Array] = nn.relu
     dense: ModuleDef = nn.Dense
     conv: ModuleDef = nn.Conv
+    norm: ModuleDef = nn.BatchNorm
     dropout: ModuleDef = nn.Dropout
     head: ModuleDef = DenseHead
 

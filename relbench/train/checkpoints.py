@@ -51,34 +51,49 @@ class Checkpoints:
 
     def restore(self, step: int, abstract_state, iterator):
         """Restores the state (onto ``abstract_state``'s shardings) and the iterator in place."""
+        restored = self._restore(
+            step,
+            lambda items: iterator.set_state(items["data"]),
+            state=ocp.args.StandardRestore(abstract_state),
+            data=ocp.args.JsonRestore(),
+        )
+        return restored["state"]
+
+    def restore_state(self, step: int, abstract_state):
+        """Restores only the state (to evaluate a finished run)."""
+        return self._restore(step, None, state=ocp.args.StandardRestore(abstract_state))["state"]
+
+    def _restore(self, step: int, finish, **items):
         try:
-            restored = self.manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
-                ),
-            )
-            iterator.set_state(restored["data"])
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+            if finish is not None:
+                finish(restored)
         except Exception as error:
             raise UsageError(
                 f"checkpoint {self.directory / str(step)} cannot be restored "
                 f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); move that "
                 "step's folder aside to resume from an earlier one, or use a new --workdir"
             ) from None
-        return restored["state"]
+        return restored
 
     def close(self) -> None:
         self.manager.close()
 
 
 def load_final_params(workdir: str | pathlib.Path):
-    """The parameters of the newest checkpoint in ``workdir``, as numpy arrays."""
+    """The parameters of the newest checkpoint in ``workdir``, as numpy arrays.
+
+    Reads on the host only, without the shardings it was saved with, so a checkpoint
+    written by any number of processes and devices loads in any process. Orbax renames
+    a step's folder to its number only once the step is complete.
+    """
     directory = (pathlib.Path(workdir) / "checkpoints").absolute()
-    with ocp.CheckpointManager(
-        directory, item_handlers={"state": ocp.StandardCheckpointHandler()}
-    ) as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise UsageError(f"no checkpoint in {directory}; train first")
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return jax.tree.map(np.asarray, restored["state"]["params"])
+    steps = [int(p.name) for p in directory.glob("*") if p.name.isdigit()]
+    if not steps:
+        raise UsageError(f"no checkpoint in {directory}; train first")
+    path = directory / str(max(steps)) / "state"
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        tree = checkpointer.metadata(path).item_metadata.tree
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+    return state["params"]

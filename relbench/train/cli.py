@@ -1,8 +1,14 @@
 """The ``relbench`` command line.
 
     relbench train --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
+    relbench eval [--ensemble] RUN_DIR [RUN_DIR ...] [--workdir OUT]   (train.ensemble_eval)
     relbench report RUN_DIR [RUN_DIR ...] --out DIR
     relbench benchmark --workdir DIR     (every method on the embedded sets, then a report)
+    relbench launch --processes N [--devices-per-process D] -- TRAIN_OPTIONS
+    relbench sweep --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir ROOT
+
+``launch`` runs one multi-process ``train`` on this machine (relbench/train/launch.py);
+``sweep`` runs every trial of the config's ``sweep()`` (relbench/sweeps/runner.py).
 
 Overrides use ml_collections' syntax (``--config.optimizer.learning_rate=0.01``); a
 value is read as a Python literal, else as a string. A mistake the user can fix
@@ -13,15 +19,14 @@ value is read as a Python literal, else as a string. A mistake the user can fix
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 
 from relbench.errors import UsageError
 
 
-def config_from_args(args: list[str]):
-    """``--config SPEC`` and ``--config.key=value`` overrides -> (locked config, rest)."""
-    from relbench.train import configs
-
+def split_config_args(args: list[str]) -> tuple[str, list[tuple[str, str]], list[str]]:
+    """``--config SPEC`` and ``--config.key=value`` -> (spec, [(key, text)], other args)."""
     spec, overrides, rest = None, [], []
     items = iter(args)
     for item in items:
@@ -38,6 +43,14 @@ def config_from_args(args: list[str]):
             rest.append(item)
     if not spec:
         raise UsageError("missing --config FILE.py[:ARG]; e.g. --config experiments/digits_mlp.py")
+    return spec, overrides, rest
+
+
+def config_from_args(args: list[str]):
+    """``--config SPEC`` and ``--config.key=value`` overrides -> (locked config, rest)."""
+    from relbench.train import configs
+
+    spec, overrides, rest = split_config_args(args)
     config = configs.load(spec)
     for key, value in overrides:
         configs.apply_override(config, key, value)
@@ -59,7 +72,24 @@ def _train(args: list[str]) -> None:
     config, rest = config_from_args(args)
     parser = _Parser(prog="relbench train")
     parser.add_argument("--workdir", required=True)
+    parser.add_argument(
+        "--distributed",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="join a multi-process run: auto = when the options below are given or JAX "
+        "detects a cluster (Cloud TPU, SLURM, GKE)",
+    )
+    parser.add_argument("--coordinator_address", "--coordinator-address", help="HOST:PORT")
+    parser.add_argument("--num_processes", "--num-processes", type=int)
+    parser.add_argument("--process_id", "--process-id", type=int)
     options = parser.parse_args(rest)
+
+    from relbench.train import distributed
+
+    joined = distributed.initialize(
+        options.distributed, options.coordinator_address, options.num_processes, options.process_id
+    )
+    import jax
 
     from relbench.train.evaluation import headline_results
     from relbench.train.loop import train_and_evaluate
@@ -67,8 +97,11 @@ def _train(args: list[str]) -> None:
 
     _quiet_logs()
     results = train_and_evaluate(config, options.workdir)
-    print(results_table(headline_results(results)))
-    print(f"results written to {options.workdir}/results.json (every metric and set)")
+    if joined:
+        jax.distributed.shutdown()  # a barrier: no process exits while others still work
+    if jax.process_index() == 0:
+        print(results_table(headline_results(results)))
+        print(f"results written to {options.workdir}/results.json (every metric and set)")
 
 
 def _report(args: list[str]) -> None:
@@ -82,6 +115,34 @@ def _report(args: list[str]) -> None:
     print(f"report written to {written[0]} and {written[1]} ({len(written) - 2} figures)")
 
 
+def _eval(args: list[str]) -> None:
+    parser = _Parser(prog="relbench eval")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--ensemble", action="store_true", help="evaluate the runs as one")
+    parser.add_argument("--workdir", help="write results.json here")
+    options = parser.parse_args(args)
+    if len(options.runs) > 1 and not options.ensemble:
+        raise UsageError("eval got several RUN_DIRs; pass --ensemble to evaluate them as one")
+    workdir = None if options.workdir is None else pathlib.Path(options.workdir)
+    if workdir is not None and workdir.resolve() in {
+        pathlib.Path(d).resolve() for d in options.runs
+    }:
+        raise UsageError("eval --workdir is one of the RUN_DIRs; choose a new directory")
+    from relbench.train.ensemble_eval import evaluate_runs
+    from relbench.train.evaluation import headline_results
+    from relbench.train.writers import RunWriter, results_table
+
+    _quiet_logs()
+    results = evaluate_runs(options.runs)
+    print(results_table(headline_results(results)))
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        writer = RunWriter(workdir, enabled=True)
+        writer.write_results(results)
+        writer.close()
+        print(f"results written to {workdir}/results.json")
+
+
 def _benchmark(args: list[str]) -> None:
     parser = _Parser(prog="relbench benchmark")
     parser.add_argument("--workdir", required=True)
@@ -93,7 +154,49 @@ def _benchmark(args: list[str]) -> None:
         sys.exit(1)
 
 
-COMMANDS = {"train": _train, "report": _report, "benchmark": _benchmark}
+def _launch(args: list[str]) -> None:
+    if "--" not in args or args.index("--") == len(args) - 1:
+        raise UsageError(
+            "launch takes the train options after '--': relbench launch --processes N -- "
+            "--config FILE.py[:ARG] --workdir DIR"
+        )
+    split = args.index("--")
+    train_args = args[split + 1 :]
+    if train_args[0] == "train":
+        train_args = train_args[1:]
+    parser = _Parser(prog="relbench launch")
+    parser.add_argument("--processes", type=int, required=True)
+    parser.add_argument("--devices-per-process", "--devices_per_process", type=int)
+    parser.add_argument("--port", type=int, help="the coordinator's port (default: a free one)")
+    options = parser.parse_args(args[:split])
+
+    from relbench.train import launch
+
+    sys.exit(
+        launch.launch(train_args, options.processes, options.devices_per_process, options.port)
+    )
+
+
+def _sweep(args: list[str]) -> None:
+    spec, overrides, rest = split_config_args(args)
+    parser = _Parser(prog="relbench sweep")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--parallel", type=int, default=1, help="trials run at the same time")
+    options = parser.parse_args(rest)
+
+    from relbench.sweeps import runner
+
+    sys.exit(runner.run_sweep(spec, overrides, options.workdir, options.parallel))
+
+
+COMMANDS = {
+    "train": _train,
+    "eval": _eval,
+    "report": _report,
+    "benchmark": _benchmark,
+    "launch": _launch,
+    "sweep": _sweep,
+}
 
 
 def _fail(message: str) -> None:

@@ -67,6 +67,14 @@ def optimizer_config(**overrides) -> ml_collections.ConfigDict:
 def load(spec: str) -> ml_collections.ConfigDict:
     """Loads ``"experiments/file.py[:arg]"`` the way ``--config`` does (a locked config)."""
     path, _, arg = spec.partition(":")
+    module = load_module(path)
+    config = module.get_config(arg) if arg else module.get_config()
+    config.lock()
+    return config
+
+
+def load_module(path: str):
+    """Executes the config file at ``path``; a missing or broken file is a UsageError."""
     if not pathlib.Path(path).is_file():
         raise UsageError(f"config file '{path}' does not exist; check the --config path")
     module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
@@ -79,9 +87,7 @@ def load(spec: str) -> ml_collections.ConfigDict:
         raise UsageError(
             f"config file '{path}' fails to load: {type(error).__name__}: {error}"
         ) from None
-    config = module.get_config(arg) if arg else module.get_config()
-    config.lock()
-    return config
+    return module
 
 
 def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) -> None:

@@ -18,6 +18,7 @@ import json
 import math
 import pathlib
 import time
+import uuid
 import zlib
 from typing import Any
 
@@ -34,7 +35,7 @@ from relbench import models as models_lib
 from relbench.errors import UsageError
 from relbench.methods.method import rng_dict
 from relbench.registry import check_kwargs
-from relbench.train import evaluation, optimizers, sharding
+from relbench.train import determinism, evaluation, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
 from relbench.train.prefetch import DevicePrefetch
 from relbench.train.probes import run_probes
@@ -52,6 +53,7 @@ class LoopSettings:
     checkpoint_every_steps: int = 500
     max_checkpoints_to_keep: int = 2
     eval_batch_size: int = 512
+    deterministic_ops: bool = False  # GPU: XLA's deterministic kernels (train/determinism.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +105,7 @@ def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
     path = pathlib.Path(workdir)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_probe"
+        probe = path / f".write_probe_{uuid.uuid4().hex}"  # processes may share the workdir
         probe.write_text("")
         probe.unlink()
     except OSError as error:
@@ -176,6 +178,8 @@ def make_eval_step(exp: Experiment):
 def init_state(exp: Experiment, init_key: jax.Array) -> TrainState:
     """Initial parameters and collections (called under ``jit``)."""
     dummy = jnp.zeros((1, *exp.dataset.input_shape), jnp.float32)
+    if exp.method.init_inputs is not None:
+        dummy = exp.method.init_inputs(dummy)
     rngs = {"params": init_key, **rng_dict(init_key, exp.method.rng_streams)}
     variables = dict(exp.model.init(rngs, dummy, train=False))
     params = variables.pop("params")
@@ -238,6 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir = _prepare_workdir(workdir)
     exp = build(config)
     settings = exp.settings
+    determinism.configure(settings.deterministic_ops)  # before JAX starts its backends
     sharding.check_batch_size(settings.global_batch_size, "config.train.global_batch_size")
     sharding.check_batch_size(settings.eval_batch_size, "config.train.eval_batch_size")
     is_writer = jax.process_index() == 0
@@ -325,7 +330,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 != _epoch(step - 1, settings.global_batch_size, num_train)
             ):
                 state = epoch_hook(state)
-            state, metrics = train_step(state, next(device_batches), train_key)
+            batch = next(device_batches)
+            if step == start and settings.deterministic_ops:
+                determinism.warn_nondeterministic(train_step, state, batch, train_key)
+            state, metrics = train_step(state, batch, train_key)
             pending.append(metrics)
             done = step + 1
             if done % settings.log_every_steps == 0 or done == exp.total_steps:

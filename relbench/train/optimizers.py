@@ -1,9 +1,11 @@
 """Optimizers and learning-rate schedules from ``config.optimizer``.
 
 ``make(total_steps=..., **config.optimizer)`` returns an optax ``GradientTransformation``.
-Weight decay applies to kernels only (parameters with ``ndim > 1``), the usual choice
-that leaves biases and normalization scales alone: coupled (L2 added to the gradient)
-for ``sgd`` and ``adam``, decoupled for ``adamw``.
+Weight decay applies to weight matrices only (parameters with ``ndim > 1``), the usual
+choice that leaves biases and normalization scales alone. Ensembles give per-unit
+parameters a leading member axis (``[M, N]`` biases, BatchEnsemble fast weights), so
+those are recognized by name (``_PER_UNIT``) rather than by rank. Decay is coupled (L2
+added to the gradient) for ``sgd`` and ``adam``, decoupled for ``adamw``.
 """
 
 from __future__ import annotations
@@ -45,8 +47,17 @@ def schedule(
     return optax.join_schedules([warmup, main], [warmup_steps])
 
 
+# Per-unit parameters, never decayed, whatever their rank: biases, normalization scales,
+# and the BatchEnsemble / rank-1 fast weights (initialized near +-1, not 0).
+_PER_UNIT = frozenset(
+    ("bias", "scale", "alpha", "gamma", "alpha_loc", "alpha_scale", "gamma_loc", "gamma_scale")
+)
+
+
 def _kernels(params):
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p: p.ndim > 1 and getattr(path[-1], "key", None) not in _PER_UNIT, params
+    )
 
 
 def make(

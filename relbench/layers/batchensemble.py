@@ -1,0 +1,215 @@
+"""BatchEnsemble [1]: M members that share one slow weight and own rank-1 fast weights.
+
+Member ``m`` of a BatchEnsemble layer has the effective weight
+
+    W_m = W o (r_m s_m^T),
+
+the elementwise product of the shared slow weight ``W`` (``[D, N]`` for a dense layer,
+``[kh, kw, C, N]`` for a convolution, ``D = C`` input channels) and the outer product
+of its fast weights ``r_m`` (``alpha``, ``[D]``, input side) and ``s_m`` (``gamma``,
+``[N]``, output side), plus its own bias ``b_m``. Because the shared map ``L_W`` is
+linear in its input channels and in its output channels,
+
+    L_{W_m}(x) + b_m = L_W(x o r_m) o s_m + b_m,
+
+so all members run as ONE dense or conv call on the member-major batch: scale each
+member's rows by ``r_m``, apply ``W``, scale by ``s_m``, add ``b_m``. The cost over a
+single network on the tiled batch is two elementwise products; the parameters grow by
+``M (D + 2N)`` instead of ``(M - 1) D N``.
+
+Batch layout (see ``layers.members``): the input has ``M * B`` rows, member-major, rows
+``[m * B, (m + 1) * B)`` belong to member ``m``. Whether those rows are the same B
+examples for every member (*tiled*, the default in training and always at test) or
+different examples (*split*) is the model's and the method's choice; the layer only
+needs ``M`` to divide the number of rows.
+
+Fast weights start near 1 so that every member starts as a perturbation of ``W``:
+random signs (+-1, the choice of [1]'s follow-ups and of rank-1 BNNs [2]) or
+``N(1, stddev^2)``.
+
+References:
+  [1] Wen, Tran, Ba. BatchEnsemble: An Alternative Approach to Efficient Ensemble and
+      Lifelong Learning. ICLR 2020. https://arxiv.org/abs/2002.06715
+  [2] Dusenberry et al. Efficient and Scalable Bayesian Neural Nets with Rank-1
+      Factors. ICML 2020. https://arxiv.org/abs/2005.07186
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from relbench.errors import UsageError
+from relbench.layers.independent import independent_members, merge_members
+from relbench.layers.members import split_members, tile_members
+
+Initializer = Callable[..., jax.Array]
+ModuleDef = Any
+
+
+def random_sign_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+    """Each entry +1 or -1 with probability 1/2."""
+    return jax.random.rademacher(key, tuple(shape), dtype)
+
+
+def gaussian_init(stddev: float) -> Initializer:
+    """Entries drawn from ``N(1, stddev^2)``."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+        return 1.0 + stddev * jax.random.normal(key, tuple(shape), dtype)
+
+    return init
+
+
+def fast_weight_initializer(kind: str, stddev: float) -> Initializer:
+    """``"random_sign"`` or ``"gaussian"`` (with ``stddev``) by name, for method configs."""
+    if kind == "random_sign":
+        return random_sign_init
+    if kind == "gaussian":
+        return gaussian_init(stddev)
+    raise UsageError(f"unknown fast_weight_init '{kind}'; choose random_sign or gaussian")
+
+
+def member_factor(factor: jax.Array, ndim: int) -> jax.Array:
+    """Per-member ``[M, C]`` or per-example ``[M, B, C]`` factors, shaped to broadcast
+    against member-split activations ``[M, B, ..., C]`` of rank ``ndim``."""
+    if factor.ndim == 2:
+        factor = factor[:, None]  # [M, C] -> [M, 1, C]: the same for every row
+    return factor.reshape(factor.shape[:2] + (1,) * (ndim - 3) + factor.shape[2:])
+
+
+def batchensemble(
+    inputs: jax.Array,
+    shared: Callable[[jax.Array], jax.Array],
+    alpha: jax.Array,
+    gamma: jax.Array,
+    bias: jax.Array | None,
+) -> jax.Array:
+    """``shared(x o alpha_m) o gamma_m + b_m`` on the member-major batch (pure function).
+
+    Args:
+      inputs: ``[M * B, ..., D]`` member-major activations.
+      shared: the shared linear map (a bias-free dense or conv), channels last.
+      alpha: ``[M, D]`` input fast weights (or ``[M, B, D]``, one per row).
+      gamma: ``[M, N]`` output fast weights (or ``[M, B, N]``).
+      bias: ``[M, N]`` per-member biases, or None.
+
+    Returns:
+      ``[M * B, ..., N]``.
+    """
+    members = alpha.shape[0]
+    if inputs.shape[0] % members:
+        raise UsageError(
+            f"a batch of {inputs.shape[0]} rows cannot be laid out as {members} members; "
+            f"use a batch size divisible by ensemble_size={members}"
+        )
+    x = split_members(inputs, members)  # [M*B, ..., D] -> [M, B, ..., D]
+    x = merge_members(x * member_factor(alpha, x.ndim))
+    y = split_members(shared(x), members)  # [M*B, ..., N] -> [M, B, ..., N]
+    y = y * member_factor(gamma, y.ndim)
+    if bias is not None:
+        y = y + member_factor(bias, y.ndim)
+    return merge_members(y)  # [M, B, ..., N] -> [M*B, ..., N]
+
+
+def effective_kernel(kernel: jax.Array, alpha: jax.Array, gamma: jax.Array) -> jax.Array:
+    """Every member's full weight ``W o (r_m s_m^T)``: ``[..., D, N]`` -> ``[M, ..., D, N]``.
+
+    For inspection and tests; the layers never build it.
+    """
+    members, spatial = alpha.shape[0], (1,) * (kernel.ndim - 2)
+    r = alpha.reshape((members, *spatial, alpha.shape[1], 1))  # [M, D] -> [M, ..., D, 1]
+    s = gamma.reshape((members, *spatial, 1, gamma.shape[1]))  # [M, N] -> [M, ..., 1, N]
+    return kernel[None] * r * s
+
+
+def init_rows(module: nn.Module, inputs: jax.Array, members: int) -> jax.Array:
+    """At initialization only shapes matter: a batch that does not divide into members
+    (the loop's one-row dummy under the split layout) is tiled so that it does."""
+    if module.is_initializing() and inputs.shape[0] % members:
+        return tile_members(inputs, members)
+    return inputs
+
+
+class BatchEnsembleLayer(nn.Module):
+    """What BatchEnsemble dense and conv share: ``__call__`` runs ``batchensemble`` on
+    the shared layer (``shared_layer``) and the member factors (``factors``).
+
+    Subclasses define the fields ``features``, ``ensemble_size``, ``use_bias``,
+    ``bias_init`` and ``fast_weight_init`` and the method ``shared_layer``.
+    """
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        inputs = init_rows(self, inputs, self.ensemble_size)
+        return batchensemble(inputs, self.shared_layer(), *self.factors(inputs))
+
+    def factors(self, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        """``alpha [M, D]``, ``gamma [M, N]`` and ``bias [M, N]`` (or None)."""
+        members, features = self.ensemble_size, self.features
+        alpha = self.param("alpha", self.fast_weight_init, (members, inputs.shape[-1]))
+        gamma = self.param("gamma", self.fast_weight_init, (members, features))
+        bias = self.param("bias", self.bias_init, (members, features)) if self.use_bias else None
+        return alpha, gamma, bias
+
+
+class BatchEnsembleDense(BatchEnsembleLayer):
+    """A dense layer with M BatchEnsemble members on the member-major batch.
+
+    Parameters: ``Dense_0/kernel [D, N]`` (shared), ``alpha [M, D]``, ``gamma [M, N]``,
+    ``bias [M, N]``.
+    """
+
+    features: int
+    ensemble_size: int = 4
+    use_bias: bool = True
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = nn.initializers.zeros
+    fast_weight_init: Initializer = random_sign_init
+
+    def shared_layer(self) -> nn.Module:
+        return nn.Dense(self.features, use_bias=False, kernel_init=self.kernel_init)
+
+
+class BatchEnsembleConv(BatchEnsembleLayer):
+    """A 2-D convolution with M BatchEnsemble members on the member-major batch.
+
+    Takes ``flax.linen.Conv``'s leading arguments (``features, kernel_size``) so that
+    models accept it as their ``conv`` field. Parameters: ``Conv_0/kernel
+    [kh, kw, C, N]`` (shared), ``alpha [M, C]``, ``gamma [M, N]``, ``bias [M, N]``.
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: int | Sequence[int] = 1
+    padding: Any = "SAME"
+    ensemble_size: int = 4
+    use_bias: bool = True
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = nn.initializers.zeros
+    fast_weight_init: Initializer = random_sign_init
+
+    def shared_layer(self) -> nn.Module:
+        return nn.Conv(
+            self.features,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            use_bias=False,
+            kernel_init=self.kernel_init,
+        )
+
+
+def ensemble_batch_norm(ensemble_size: int) -> ModuleDef:
+    """Batch normalization with per-member scale, bias and statistics.
+
+    ``flax.linen.BatchNorm`` with independent members (``layers.independent``): member
+    ``m`` normalizes its own rows with its own batch statistics and running averages and
+    applies its own ``scale`` and ``bias`` (variables ``[M, C]``). Use it as a model's
+    ``norm`` field; it takes ``BatchNorm``'s constructor arguments.
+    """
+    return independent_members(nn.BatchNorm, ensemble_size)

@@ -1,0 +1,91 @@
+"""MIMO [1]: M subnetworks in one network, trained on independently shuffled inputs.
+
+The model keeps ``ensemble_size = 1`` (it is one network) and gets a ``MIMOHead`` with
+M heads (``models.mimo``). Each step draws, from the ``"mimo"`` RNG stream, one shuffle
+of the batch per member (``mimo_indices``: batch repetition ``R``, input repetition
+``rho``), feeds the M shuffled inputs stacked on the channel axis, and averages the M
+heads' cross-entropies against their own labels. At test time every member sees the
+same input and the M heads give ``[M, B, K]``.
+
+References:
+  [1] Havasi, Jenatton, Fort, Liu, Snoek, Lakshminarayanan, Dai, Tran. Training
+      independent subnetworks for robust prediction. ICLR 2021.
+      https://arxiv.org/abs/2010.06610
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from relbench.errors import UsageError
+from relbench.methods.batchensemble import check_ensemble_size
+from relbench.methods.members import unfold_members
+from relbench.methods.method import Method
+from relbench.models.mimo import MIMOHead, mimo_indices, repeated_inputs, stack_member_inputs
+
+RNG_STREAM = "mimo"
+
+
+def make(
+    ensemble_size: int = 3,
+    batch_repetitions: int = 1,
+    input_repetition_probability: float = 0.0,
+    label_smoothing: float = 0.0,
+) -> Method:
+    """Args:
+    ensemble_size: M, the number of inputs and heads.
+    batch_repetitions: R, how many times each batch is repeated before shuffling.
+    input_repetition_probability: rho, the fraction of slots all members share.
+    label_smoothing: mass moved from the label to the uniform distribution.
+    """
+    check_ensemble_size(ensemble_size)
+    if batch_repetitions < 1:
+        raise UsageError(f"mimo needs batch_repetitions >= 1, got {batch_repetitions}")
+    if not 0.0 <= input_repetition_probability <= 1.0:
+        raise UsageError(
+            f"mimo needs 0 <= input_repetition_probability <= 1, got {input_repetition_probability}"
+        )
+
+    def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
+        del step, num_train_examples  # a plain likelihood needs neither.
+        rngs = dict(rngs)
+        labels = batch["label"]
+        rows = mimo_indices(
+            rngs.pop(RNG_STREAM),
+            labels.shape[0],
+            ensemble_size,
+            batch_repetitions,
+            input_repetition_probability,
+        )  # [M, R*B]
+        inputs = stack_member_inputs(batch["input"][rows])  # [M, R*B, ...] -> [R*B, ..., M*C]
+        outputs, updates = apply_fn(
+            variables, inputs, train=True, rngs=rngs, mutable=["batch_stats"]
+        )
+        logits, _ = unfold_members(outputs, ensemble_size)  # [M, R*B, K]
+        member_labels = labels[rows]  # [M, R*B]
+        targets = optax.smooth_labels(
+            jax.nn.one_hot(member_labels, logits.shape[-1]), label_smoothing
+        )
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == member_labels)
+        return loss, (dict(updates), {"member_accuracy": accuracy})
+
+    def predict_fn(apply_fn, variables, inputs, key):
+        del key  # nothing is random at test time.
+        stacked = repeated_inputs(inputs, ensemble_size)  # [B, ..., C] -> [B, ..., M*C]
+        return unfold_members(apply_fn(variables, stacked, train=False), ensemble_size)
+
+    return Method(
+        model_kwargs={
+            "ensemble_size": 1,
+            "head": functools.partial(MIMOHead, ensemble_size=ensemble_size),
+        },
+        loss_fn=loss_fn,
+        predict_fn=predict_fn,
+        rng_streams=("dropout", RNG_STREAM),
+        init_inputs=functools.partial(repeated_inputs, ensemble_size=ensemble_size),
+    )

@@ -1,0 +1,116 @@
+"""BatchEnsemble layers against per-member loops of ordinary Flax layers."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from relbench.errors import UsageError
+from relbench.layers.batchensemble import (
+    BatchEnsembleConv,
+    BatchEnsembleDense,
+    effective_kernel,
+    ensemble_batch_norm,
+    gaussian_init,
+    random_sign_init,
+)
+from relbench.layers.members import split_members, tile_members
+
+M, B = 3, 4
+normal_init = nn.initializers.normal(1.0)
+
+
+def _per_member(layer, params, x):
+    """Member m's rows through ``layer`` with member m's effective kernel and bias."""
+    kernels = effective_kernel(params["shared"], params["alpha"], params["gamma"])
+    rows = split_members(x, M)
+    return jnp.concatenate(
+        [
+            layer.apply({"params": {"kernel": kernels[m], "bias": params["bias"][m]}}, rows[m])
+            for m in range(M)
+        ]
+    )
+
+
+@pytest.mark.parametrize("init", [random_sign_init, gaussian_init(0.5)])
+def test_dense_equals_per_member_dense_with_effective_weights(init):
+    x = jax.random.normal(jax.random.key(0), (M * B, 5))
+    layer = BatchEnsembleDense(7, ensemble_size=M, fast_weight_init=init, bias_init=normal_init)
+    variables = layer.init(jax.random.key(1), x)
+    p = variables["params"]
+    got = layer.apply(variables, x)
+    params = {"shared": p["Dense_0"]["kernel"], **{k: p[k] for k in ("alpha", "gamma", "bias")}}
+    want = _per_member(nn.Dense(7), params, x)
+    assert got.shape == (M * B, 7)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("strides,padding", [(1, "SAME"), (2, "VALID")])
+def test_conv_equals_per_member_conv_with_effective_weights(strides, padding):
+    x = jax.random.normal(jax.random.key(0), (M * B, 6, 6, 2))
+    layer = BatchEnsembleConv(
+        4,
+        (3, 3),
+        strides=strides,
+        padding=padding,
+        ensemble_size=M,
+        fast_weight_init=gaussian_init(0.5),
+        bias_init=normal_init,
+    )
+    variables = layer.init(jax.random.key(1), x)
+    p = variables["params"]
+    got = layer.apply(variables, x)
+    params = {"shared": p["Conv_0"]["kernel"], **{k: p[k] for k in ("alpha", "gamma", "bias")}}
+    want = _per_member(nn.Conv(4, (3, 3), strides=strides, padding=padding), params, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_parameter_count_is_shared_weight_plus_rank1_factors():
+    layer = BatchEnsembleDense(7, ensemble_size=M)
+    variables = layer.init(jax.random.key(0), jnp.zeros((M, 5)))
+    count = sum(a.size for a in jax.tree.leaves(variables))
+    assert count == 5 * 7 + M * (5 + 7 + 7)
+
+
+def test_members_differ_on_tiled_inputs():
+    x = tile_members(jax.random.normal(jax.random.key(0), (B, 5)), M)
+    layer = BatchEnsembleDense(7, ensemble_size=M)
+    y = split_members(layer.apply(layer.init(jax.random.key(1), x), x), M)
+    for m in range(1, M):
+        assert not np.allclose(y[0], y[m])
+
+
+def test_random_sign_init_is_plus_or_minus_one():
+    values = np.asarray(random_sign_init(jax.random.key(0), (1000,)))
+    assert set(np.unique(values)) == {-1.0, 1.0}
+
+
+def test_rows_not_divisible_by_members_is_a_usage_error():
+    layer = BatchEnsembleDense(7, ensemble_size=M)
+    variables = layer.init(jax.random.key(0), jnp.zeros((M, 5)))
+    with pytest.raises(UsageError, match="divisible by ensemble_size"):
+        layer.apply(variables, jnp.zeros((M * B + 1, 5)))
+
+
+def test_ensemble_batch_norm_equals_per_member_batch_norm():
+    x = jax.random.normal(jax.random.key(0), (M * B, 3, 3, 2)) * 2.0 + 1.0
+    norm = ensemble_batch_norm(M)(use_running_average=False, momentum=0.5)
+    variables = norm.init(jax.random.key(1), x)
+    variables = jax.tree.map(
+        lambda a: a + jax.random.normal(jax.random.key(2), a.shape), variables
+    )  # distinct per-member scales, biases and running averages
+    got, updates = norm.apply(variables, x, mutable=["batch_stats"])
+    base = nn.BatchNorm(use_running_average=False, momentum=0.5)
+    rows = split_members(x, M)
+    for m in range(M):
+        member = jax.tree.map(lambda a, m=m: a[m], variables)
+        want, want_updates = base.apply(member, rows[m], mutable=["batch_stats"])
+        np.testing.assert_allclose(split_members(got, M)[m], want, rtol=1e-5, atol=1e-6)
+        for name in ("mean", "var"):
+            np.testing.assert_allclose(
+                updates["batch_stats"][name][m],
+                want_updates["batch_stats"][name],
+                rtol=1e-5,
+                atol=1e-6,
+            )

@@ -1,0 +1,54 @@
+"""Independent members: init is a vmap over member keys, apply a per-member loop."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from relbench.layers.heads import DenseHead
+from relbench.layers.independent import independent_members
+from relbench.layers.members import split_members
+
+M, B = 3, 4
+
+
+def test_init_is_a_vmap_over_member_keys_and_keeps_the_layer_name():
+    x = jnp.ones((M * B, 5))
+    key = jax.random.key(0)
+    members = independent_members(nn.Dense, M)(7)
+    variables = members.init(key, x)
+    want = jax.vmap(lambda k: nn.Dense(7).init(k, x[:B]))(jax.random.split(key, M))
+    jax.tree.map(np.testing.assert_array_equal, variables, want)
+    assert members.__class__.__name__ == "Dense"
+
+
+def test_apply_equals_a_loop_over_members_for_a_head_with_extras():
+    x = jax.random.normal(jax.random.key(0), (M * B, 5))
+    head = DenseHead(3, dense=independent_members(nn.Dense, M))
+    variables = head.init(jax.random.key(1), x, train=False)
+    logits, extras = head.apply(variables, x, train=True)
+    assert logits.shape == (M * B, 3) and extras == {}
+    rows = split_members(x, M)
+    for m in range(M):
+        member = {
+            "params": {"Dense_0": jax.tree.map(lambda a, m=m: a[m], variables["params"]["Dense_0"])}
+        }
+        want, _ = DenseHead(3).apply(member, rows[m], train=True)
+        np.testing.assert_allclose(split_members(logits, M)[m], want, rtol=1e-6)
+
+
+def test_unrolled_members_equal_vmapped_members_in_value_and_gradient():
+    x = jax.random.normal(jax.random.key(0), (M * B, 6, 6, 2))
+    vmapped = independent_members(nn.Conv, M)(4, (3, 3))
+    unrolled = independent_members(nn.Conv, M, unroll=True)(4, (3, 3))
+    variables = unrolled.init(jax.random.key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, variables, vmapped.init(jax.random.key(1), x))
+
+    def loss(layer):
+        return jax.value_and_grad(lambda v: jnp.sum(layer.apply(v, x) ** 2))(variables)
+
+    jax.tree.map(  # kernel gradients are sums of ~100 terms of size ~50: float32 order
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4),
+        loss(unrolled),
+        loss(vmapped),
+    )
