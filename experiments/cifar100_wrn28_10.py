@@ -19,7 +19,9 @@ Per-method hyperparameters follow ``baselines/cifar/<method>.py`` of [1] with th
 CIFAR-100 settings, applied only when that method is chosen: L2 3e-4 for every method;
 MC dropout rate 0.1; SNGP spectral-norm bound 6, 1024 random features, input
 normalization, mean-field factor 7.5, base LR 0.04, decay at epochs 60/120/160 of 250;
-BatchEnsemble 4 members, random-sign init -0.5, decay at epochs 80/160/180 of 250;
+BatchEnsemble 4 members, random-sign init -0.5 (``fast_weight_init="random_sign"``),
+decay at epochs 80/160/180 of 250; deep ensemble of 4; MIMO 3 members, batch
+repetitions 4, input repetition probability 0.5;
 variational: Flipout convolutions and output layer (other settings: the method's
 defaults).
 
@@ -37,6 +39,10 @@ from relbench.train.recipes import cifar_wrn28_10, decay_fractions, scaled_learn
 
 METHOD_RECIPES = {
     "mc_dropout": {"method": {"dropout_rate": 0.1}},
+    "deep_ensemble": {"method": {"ensemble_size": 4}},
+    "mimo": {
+        "method": {"ensemble_size": 3, "batch_repetitions": 4, "input_repetition_probability": 0.5}
+    },
     "variational": {"method": {"layers": ("conv", "head")}},
     "sngp": {
         "method": {
@@ -52,7 +58,7 @@ METHOD_RECIPES = {
         "train": {"num_epochs": 250.0},
     },
     "batchensemble": {
-        "method": {"ensemble_size": 4, "random_sign_init": -0.5},
+        "method": {"ensemble_size": 4, "fast_weight_init": "random_sign"},
         "optimizer": {"decay_epochs_fraction": decay_fractions((80, 160, 180), 250)},
         "train": {"num_epochs": 250.0},
     },

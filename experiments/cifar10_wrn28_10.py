@@ -20,8 +20,10 @@ Per-method hyperparameters follow ``baselines/cifar/<method>.py`` of [1] and are
 applied only when that method is chosen: MC dropout rate 0.1; SNGP spectral-norm
 bound 6, 1024 random features, input normalization, mean-field factor 20, base LR
 0.08, L2 3e-4, decay at epochs 60/120/160 of 250; BatchEnsemble 4 members, random-sign
-init -0.5, L2 3e-4, decay at epochs 80/160/180 of 250 (its fast-weight LR multiplier
-0.5 is not modelled); variational: Flipout convolutions and output layer, as in
+init -0.5 (+-1 fast weights with equal probability: ``fast_weight_init="random_sign"``),
+L2 3e-4, decay at epochs 80/160/180 of 250 (its fast-weight LR multiplier 0.5 is not
+modelled); deep ensemble of 4; MIMO 3 members, batch repetitions 4, input repetition
+probability 0.5; variational: Flipout convolutions and output layer, as in
 ``variational_inference.py`` (its other settings are the method's defaults).
 
 References:
@@ -38,6 +40,10 @@ from relbench.train.recipes import cifar_wrn28_10, decay_fractions, scaled_learn
 
 METHOD_RECIPES = {
     "mc_dropout": {"method": {"dropout_rate": 0.1}},
+    "deep_ensemble": {"method": {"ensemble_size": 4}},
+    "mimo": {
+        "method": {"ensemble_size": 3, "batch_repetitions": 4, "input_repetition_probability": 0.5}
+    },
     "variational": {"method": {"layers": ("conv", "head")}},
     "sngp": {
         "method": {
@@ -54,7 +60,7 @@ METHOD_RECIPES = {
         "train": {"num_epochs": 250.0},
     },
     "batchensemble": {
-        "method": {"ensemble_size": 4, "random_sign_init": -0.5},
+        "method": {"ensemble_size": 4, "fast_weight_init": "random_sign"},
         "optimizer": {
             "weight_decay": 6e-4,
             "decay_epochs_fraction": decay_fractions((80, 160, 180), 250),

@@ -25,8 +25,9 @@ Targets (published in [1], *not* our results): deterministic 76.2% accuracy, NLL
 
 Per-method hyperparameters, applied only when that method is chosen: MC dropout rate
 0.1; SNGP spectral-norm bound 6 and 1024 random features; BatchEnsemble 4 members and
-random-sign init -0.5. Their other settings here are the deterministic recipe's; [1]
-tunes some further (epochs, L2), which a run reproducing those rows should copy.
+random-sign init -0.5 (``fast_weight_init="random_sign"``). Their other settings here
+are the deterministic recipe's; [1] tunes some further (epochs, L2), which a run
+reproducing those rows should copy.
 
 References:
   [1] Nado et al. Uncertainty Baselines. 2021. https://arxiv.org/abs/2106.04015,
@@ -51,7 +52,7 @@ BATCH, EPOCHS, NUM_TRAIN = 4096, 90.0, 1_281_167
 METHOD_RECIPES = {
     "mc_dropout": {"method": {"dropout_rate": 0.1}},
     "sngp": {"method": {"norm_bound": 6.0, "num_random_features": 1024}},
-    "batchensemble": {"method": {"ensemble_size": 4, "random_sign_init": -0.5}},
+    "batchensemble": {"method": {"ensemble_size": 4, "fast_weight_init": "random_sign"}},
 }
 
 

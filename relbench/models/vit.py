@@ -10,7 +10,8 @@ with multi-head scaled dot-product attention ``softmax(Q K^T / sqrt(d)) V`` [2].
 head reads the class token after a final norm. Queries, keys, values, the output
 projection and both MLP layers are built from ``dense``, so a method that replaces
 dense layers (spectral normalization, ensembles, variational layers) reaches all of
-them. ``norm`` here is a layer norm, called without ``use_running_average``.
+them. Its normalization is ``layer_norm``; the ``norm`` field (batch norm in the
+convolutional models, which ensemble methods replace) is accepted and unused.
 
 References:
   [1] Dosovitskiy et al. An Image is Worth 16x16 Words: Transformers for Image
@@ -47,7 +48,7 @@ class EncoderBlock(nn.Module):
     num_heads: int
     mlp_dim: int
     dense: ModuleDef
-    norm: ModuleDef
+    layer_norm: ModuleDef
     dropout: ModuleDef
     dropout_rate: float
     activation: Callable[[jax.Array], jax.Array]
@@ -56,7 +57,7 @@ class EncoderBlock(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         n, t, width = x.shape
         head_dim = width // self.num_heads
-        y = self.norm()(x)
+        y = self.layer_norm()(x)
         # [N, T, D] -> [N, T, H, D/H] for each of q, k, v.
         q, k, v = (
             self.dense(width, name=name)(y).reshape(n, t, self.num_heads, head_dim)
@@ -65,7 +66,7 @@ class EncoderBlock(nn.Module):
         y = dot_product_attention(q, k, v).reshape(n, t, width)  # [N, T, H, D/H] -> [N, T, D]
         y = self.dense(width, name="out")(y)
         x = x + self.dropout(self.dropout_rate)(y, deterministic=not train)
-        y = self.activation(self.dense(self.mlp_dim)(self.norm()(x)))
+        y = self.activation(self.dense(self.mlp_dim)(self.layer_norm()(x)))
         y = self.dropout(self.dropout_rate)(y, deterministic=not train)
         y = self.dense(width)(y)
         return x + self.dropout(self.dropout_rate)(y, deterministic=not train)
@@ -84,7 +85,8 @@ class VisionTransformer(nn.Module):
       dropout_rate: dropout after attention, in and after the MLP, and before the head.
       ensemble_size: M; the input is tiled member-major.
       activation: the MLP nonlinearity.
-      conv: the patch embedding; dense, norm, dropout, head: the other layer types.
+      conv: the patch embedding; dense, layer_norm, dropout, head: the other layer types.
+      norm: unused (no batch norm here); a field so that a method that sets it works.
     """
 
     num_classes: int
@@ -97,7 +99,8 @@ class VisionTransformer(nn.Module):
     ensemble_size: int = 1
     activation: Callable[[jax.Array], jax.Array] = nn.gelu
     conv: ModuleDef = nn.Conv
-    norm: ModuleDef = nn.LayerNorm
+    layer_norm: ModuleDef = nn.LayerNorm
+    norm: ModuleDef = nn.BatchNorm
     dense: ModuleDef = nn.Dense
     dropout: ModuleDef = nn.Dropout
     head: ModuleDef = DenseHead
@@ -125,12 +128,12 @@ class VisionTransformer(nn.Module):
                 self.num_heads,
                 self.mlp_dim,
                 dense,
-                self.norm,
+                self.layer_norm,
                 self.dropout,
                 self.dropout_rate,
                 self.activation,
             )(x, train=train)
-        x = self.norm()(x)[:, 0]  # the class token: [N, T, D] -> [N, D]
+        x = self.layer_norm()(x)[:, 0]  # the class token: [N, T, D] -> [N, D]
         x = self.dropout(self.dropout_rate)(x, deterministic=not train)
         logits, extras = self.head(self.num_classes)(x, train=train)
         return member_outputs(logits, extras, self.ensemble_size)

@@ -94,7 +94,8 @@ def test_every_model_takes_every_method_and_returns_member_logits(name, method_n
     model = models.make(name, num_classes=5, **kwargs, **method.model_kwargs)
     inputs = tiny_inputs(name, 3)
     key = jax.random.key(2)
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), inputs, train=False))
+    init_inputs = method.init_inputs(inputs) if method.init_inputs else inputs  # MIMO
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), init_inputs, train=False))
     logits, extras = jax.eval_shape(
         lambda v: method.predict_fn(model.apply, v, inputs, key), variables
     )
