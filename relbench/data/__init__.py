@@ -1,4 +1,9 @@
-"""Datasets behind one registry: ``relbench.data.make(name, **kwargs) -> Dataset``."""
+"""Datasets behind one registry: ``relbench.data.make(name, **kwargs) -> Dataset``.
+
+Embedded sets (``two_moons``, ``digits``), the TFDS catalogue (``mnist``,
+``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn_cropped``, ``imagenet2012``; any
+other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from relbench.data.label_noise import noisy_digits
 from relbench.data.regression import diabetes, heteroscedastic_toy
 from relbench.data.sources import (
     ArraySource,
+    Augment,
     Dataset,
     EvalSet,
     Probe,
@@ -15,7 +21,8 @@ from relbench.data.sources import (
     eval_batches,
     train_iterator,
 )
-from relbench.data.tfds import tfds_dataset
+from relbench.data.text import clinc_oos
+from relbench.data.tfds import PRESETS, preset_factory, tfds_dataset
 from relbench.registry import Registry
 
 DATASETS = Registry(
@@ -27,12 +34,15 @@ DATASETS = Registry(
         "noisy_digits": noisy_digits,
         "diabetes": diabetes,
         "heteroscedastic_toy": heteroscedastic_toy,
+        "clinc_oos": clinc_oos,
+        **{name: preset_factory(name) for name in PRESETS},
     },
 )
 make = DATASETS.make
 
 __all__ = [
     "ArraySource",
+    "Augment",
     "DATASETS",
     "Dataset",
     "EvalSet",

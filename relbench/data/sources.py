@@ -32,6 +32,13 @@ class Source(Protocol):
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
+#: Training augmentation ``(batch, seed, positions) -> batch``: every random choice for
+#: a row is a pure function of ``(seed, position)``, its place in the global stream of
+#: training examples (``step * global_batch_size + row``), so batches do not depend on
+#: the number of processes, and a resumed run reads the same batches.
+Augment = Callable[[dict[str, np.ndarray], int, np.ndarray], dict[str, np.ndarray]]
+
+
 @dataclasses.dataclass(frozen=True)
 class ArraySource:
     """Examples held in memory as equally long numpy arrays."""
@@ -81,6 +88,8 @@ class Dataset:
     ``"classification"`` (integer labels in ``[0, num_classes)``, optionally a
     ``"soft_label"`` ``[K]`` distribution per example) or ``"regression"`` (float
     ``[O]`` targets; ``num_classes`` is then O, the number of outputs).
+    ``train_augment`` (None: none) randomizes training batches on the host;
+    evaluation sets are never augmented.
     """
 
     train: Source
@@ -89,6 +98,7 @@ class Dataset:
     input_shape: tuple[int, ...]
     task: str = "classification"
     probes: tuple[Probe, ...] = ()
+    train_augment: Augment | None = None
 
     @property
     def label_classes(self) -> int | None:
@@ -117,7 +127,8 @@ class TrainBatches:
 
     Examples are visited epoch by epoch, each epoch in a fresh permutation drawn from
     ``(seed, epoch)``; a global batch may straddle two epochs (repeat-then-batch).
-    ``num_classes=None`` skips the label check (regression targets).
+    ``num_classes=None`` skips the label check (regression targets). ``augment``, if
+    given, then randomizes each row from ``(seed, position)``.
     """
 
     source: Source
@@ -126,6 +137,7 @@ class TrainBatches:
     num_classes: int | None
     process_index: int = 0
     process_count: int = 1
+    augment: Augment | None = None
 
     def __post_init__(self):
         if self.global_batch_size % self.process_count:
@@ -155,6 +167,9 @@ class TrainBatches:
         batch = self.source.read(rows)
         if self.num_classes is not None:
             check_labels(batch["label"], self.num_classes, f"training batch {step}")
+        if self.augment is not None:
+            positions = step * self.global_batch_size + start + np.arange(self.local_batch_size)
+            batch = self.augment(batch, self.seed, positions)
         return batch
 
 

@@ -284,6 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         num_classes=exp.dataset.label_classes,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        augment=exp.dataset.train_augment,
     )
     iterator = data_lib.train_iterator(batches, exp.total_steps)
     checkpoints = Checkpoints(workdir, settings.max_checkpoints_to_keep)

@@ -3,10 +3,10 @@ padding, label checks, and the TFDS path on mock data."""
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from relbench import data
 from relbench.data.sources import ArraySource, TrainBatches, eval_batches
+from relbench.data.tfds import mock_tfds
 from relbench.errors import UsageError
 
 
@@ -101,7 +101,7 @@ def test_embedded_datasets_have_fixed_splits():
 
 
 def test_tfds_source_reads_mock_mnist():
-    with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):
+    with mock_tfds(num_examples=20):  # tfds.testing.mock_data, batch reads fixed
         dataset = data.make("tfds", tfds_name="mnist")
         batch = TrainBatches(dataset.train, 8, 0, dataset.num_classes)(1)
     assert dataset.input_shape == (28, 28, 1) and dataset.num_classes == 10

@@ -1,0 +1,130 @@
+"""Train-step throughput of the CIFAR backbones per method, against the input pipeline.
+
+For each model (WRN and ResNet-20) and each available method, this times the loop's own
+jitted, sharded train step (``relbench.train.loop.make_train_step``) in steady state
+and reports examples/s. Side by side, in the same process, it times the host input
+pipeline that feeds it (``TrainBatches`` with CIFAR-10's crop+flip augmentation on
+``tfds.testing.mock_data`` records, plus ``sharding.global_batch``) on one thread and
+reports the ratio
+
+    pipeline examples/s / train-step examples/s      (target >= 3)
+
+so that the pipeline is never the bottleneck. Mock records arrive decoded: on
+prepared CIFAR-10 the pipeline also decodes PNGs, which this ratio does not include.
+
+On a GPU it also reports model FLOPs utilisation: the train step's FLOPs (XLA's cost
+analysis of the compiled step) per second over the device's dense peak for the
+step's precision (fp32 matmuls run as TF32 on NVIDIA tensor cores by default).
+
+    python benchmarks/models.py                      # CPU: tiny/small WRN, ResNet-20
+    python benchmarks/models.py --models wrn28_10,resnet20 --batch 512   # a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+
+from relbench import data, methods, models
+from relbench.train import optimizers, sharding
+from relbench.train.loop import Experiment, LoopSettings, init_state, make_train_step
+
+ARCHITECTURES = {
+    "wrn_tiny": ("wide_resnet", {"depth": 10, "width_multiplier": 1}),
+    "wrn_small": ("wide_resnet", {"depth": 16, "width_multiplier": 2}),
+    "wrn28_10": ("wide_resnet", {"depth": 28, "width_multiplier": 10}),
+    "resnet20": ("resnet_cifar", {"depth": 20}),
+}
+METHODS = ("deterministic", "mc_dropout", "sngp", "batchensemble")
+
+#: Dense TF32 tensor-core peak (FLOP/s) by device kind, for fp32 training.
+PEAK_FLOPS = {"H100": 494.7e12, "H200": 494.7e12, "A100": 156e12}
+
+
+def experiment(arch: str, method_name: str, dataset: data.Dataset, batch: int) -> Experiment:
+    name, kwargs = ARCHITECTURES[arch]
+    method = methods.make(method_name)
+    model = models.make(name, num_classes=dataset.num_classes, **kwargs, **method.model_kwargs)
+    optimizer = optimizers.make(total_steps=10_000, learning_rate=0.1, weight_decay=5e-4)
+    settings = LoopSettings(global_batch_size=batch)
+    return Experiment(dataset, method, model, optimizer, settings, 10_000, 0)
+
+
+def time_train_step(exp: Experiment, batches: data.TrainBatches, steps: int):
+    """Seconds per steady-state step and the compiled step's FLOPs."""
+    mesh = sharding.data_mesh()
+    replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    init_key, train_key = jax.random.split(jax.random.key(0))
+    state = jax.jit(lambda k: init_state(exp, k), out_shardings=replicated)(init_key)
+    step = jax.jit(
+        make_train_step(exp),
+        in_shardings=(replicated, batch_sharding, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    inputs = [sharding.global_batch(batches(i), batch_sharding) for i in range(2)]
+    compiled = step.lower(state, inputs[0], train_key).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float((cost or {}).get("flops", float("nan")))
+    for i in range(2):  # warm up
+        state, metrics = step(state, inputs[i % 2], train_key)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for i in range(steps):
+        state, metrics = step(state, inputs[i % 2], train_key)
+    jax.block_until_ready(metrics)
+    return (time.perf_counter() - start) / steps, flops
+
+
+def time_pipeline(batches: data.TrainBatches, steps: int) -> float:
+    """Seconds per global batch of the host pipeline (read, augment, shard), one thread."""
+    batch_sharding = sharding.batch_sharded(sharding.data_mesh())
+    jax.block_until_ready(sharding.global_batch(batches(0), batch_sharding))
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        out = sharding.global_batch(batches(i), batch_sharding)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="wrn_tiny,wrn_small,resnet20")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+
+    dataset = data.make("cifar10", mock_num_examples=max(1024, 4 * args.batch))
+    batches = data.TrainBatches(
+        dataset.train, args.batch, 0, dataset.num_classes, augment=dataset.train_augment
+    )
+    pipeline_seconds = time_pipeline(batches, max(args.steps, 10))
+    pipeline_rate = args.batch / pipeline_seconds
+    device = jax.devices()[0]
+    peak = next((p for k, p in PEAK_FLOPS.items() if k in device.device_kind), None)
+    print(
+        f"{jax.device_count()} x {device.device_kind} ({jax.default_backend()}); global batch "
+        f"{args.batch}; input pipeline (1 host thread): {pipeline_rate:,.0f} examples/s"
+    )
+    header = f"{'model':10s} {'method':14s} {'examples/s':>11s} {'pipeline/step':>14s}"
+    print(header + (f" {'TFLOP/s':>8s} {'MFU':>6s}" if peak else ""))
+    available = [m for m in METHODS if m in methods.METHODS.names()]
+    for arch in args.models.split(","):
+        for method_name in available:
+            exp = experiment(arch, method_name, dataset, args.batch)
+            seconds, flops = time_train_step(exp, batches, args.steps)
+            rate = args.batch / seconds
+            line = f"{arch:10s} {method_name:14s} {rate:11,.0f} {pipeline_rate / rate:14.1f}"
+            if peak:
+                line += f" {flops / seconds / 1e12:8.1f} {flops / seconds / peak:6.1%}"
+            print(line, flush=True)
+    skipped = sorted(set(METHODS) - set(available))
+    if skipped:
+        print(f"(methods not in this checkout: {', '.join(skipped)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Building blocks of the experiment configs that reproduce published recipes.
+
+A recipe is a base config plus, per method, the hyperparameters its paper or
+Uncertainty Baselines [1] used. Those per-method settings are a dict keyed by method
+name and applied only when that method is chosen, so a recipe names methods that a
+checkout may not have yet without breaking the others.
+
+Conventions shared by the recipes:
+
+* The learning rate is ``base_lr * global_batch_size / base_batch`` (linear scaling
+  [2]); the global batch size is a config value, independent of the device count.
+* Uncertainty Baselines adds ``l2 * sum(kernel ** 2)`` to the loss; its gradient is
+  ``2 * l2 * kernel``, so the optimizer's coupled ``weight_decay`` is ``2 * l2``.
+* Step decay epochs become fractions of training (``decay_epochs_fraction``).
+
+References:
+  [1] Nado et al. Uncertainty Baselines: Benchmarks for Uncertainty & Robustness in
+      Deep Learning. 2021. https://arxiv.org/abs/2106.04015
+  [2] Goyal et al. Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour. 2017.
+      https://arxiv.org/abs/1706.02677
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from relbench.errors import UsageError
+from relbench.train.configs import method_config
+
+#: Sub-configs a method recipe may override: ``{"optimizer": {...}, "train": {...}, ...}``.
+MethodRecipes = Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+
+def scaled_learning_rate(base_lr: float, global_batch_size: int, base_batch: int) -> float:
+    """Linear scaling [2]: ``base_lr`` per ``base_batch`` examples."""
+    return base_lr * global_batch_size / base_batch
+
+
+def decay_fractions(epochs: Sequence[float], num_epochs: float) -> tuple[float, ...]:
+    """Step-decay epochs -> fractions of training."""
+    return tuple(e / num_epochs for e in epochs)
+
+
+def warmup_steps(epochs: float, num_train_examples: int, global_batch_size: int) -> int:
+    return math.ceil(epochs * num_train_examples / global_batch_size)
+
+
+def set_method(
+    config: ml_collections.ConfigDict, method: str, recipes: MethodRecipes
+) -> ml_collections.ConfigDict:
+    """Sets ``config.method`` and applies ``recipes[method]`` (nothing for other methods).
+
+    ``recipes[method]["method"]`` holds hyperparameters of ``relbench.methods.<method>``;
+    every other key names a sub-config (``optimizer``, ``train``, ``model``, ...) whose
+    existing fields it overrides. ``config.model`` names widths and depths only: the
+    method sets layer types, dropout rate and member count.
+    """
+    recipe = dict(recipes.get(method, {}))
+    config.method = method_config(method, **recipe.pop("method", {}))
+    for section, overrides in recipe.items():
+        for key, value in overrides.items():
+            if key not in config[section]:
+                raise UsageError(f"recipe for '{method}' sets unknown key config.{section}.{key}")
+            config[section][key] = value
+    return config
+
+
+def smoke_train_settings(config: ml_collections.ConfigDict, steps: int, batch: int) -> None:
+    """Shrinks ``config.train`` to ``steps`` steps of ``batch`` examples on ``steps * batch``
+    mock examples (one epoch), logging every step."""
+    config.train.num_epochs = 1.0
+    config.train.global_batch_size = batch
+    config.train.eval_batch_size = batch
+    config.train.log_every_steps = 1
+    config.train.checkpoint_every_steps = steps
+    config.optimizer.warmup_steps = 0
+
+
+def cifar_wrn28_10(
+    tfds_name: str,
+    arg: str | None,
+    *,
+    l2: float,
+    ood: Mapping[str, str],
+    corruptions: bool,
+    method_recipes: MethodRecipes,
+) -> ml_collections.ConfigDict:
+    """The Uncertainty Baselines CIFAR recipe [1] (``baselines/cifar/deterministic.py``):
+    WRN-28-10, SGD with Nesterov momentum 0.9, global batch 512 (64 per core on 8
+    cores), base learning rate 0.1 per 128 examples, 1 warmup epoch, step decay by 0.2
+    at epochs 60/120/160 of 200, L2 ``l2`` on kernels; crop+flip augmentation.
+    """
+    from relbench.train.configs import optimizer_config, parse_arg
+
+    options = parse_arg(arg)
+    batch, epochs, num_train = 512, 200.0, 50_000
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+    config.dataset = ml_collections.ConfigDict(
+        {
+            "name": tfds_name,
+            "validation_percent": 0.0,
+            "corruptions": ("all",) if corruptions else (),
+            "severities": (1, 2, 3, 4, 5),
+            "ood": dict(ood),
+            "mixup_alpha": 0.0,
+            "data_dir": None,
+            "mock_num_examples": 0,
+        }
+    )
+    config.model = ml_collections.ConfigDict(
+        {
+            "name": "wide_resnet",
+            "depth": 28,
+            "width_multiplier": 10,
+        }
+    )
+    config.optimizer = optimizer_config(
+        name="sgd",
+        learning_rate=scaled_learning_rate(0.1, batch, 128),
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=2 * l2,
+        schedule_kind="step",
+        warmup_steps=warmup_steps(1, num_train, batch),
+        decay_epochs_fraction=decay_fractions((60, 120, 160), epochs),
+        decay_factor=0.2,
+    )
+    config.train = ml_collections.ConfigDict(
+        {
+            "global_batch_size": batch,
+            "num_epochs": epochs,
+            "log_every_steps": 100,
+            "checkpoint_every_steps": 1000,
+            "max_checkpoints_to_keep": 2,
+            "eval_batch_size": 1000,
+        }
+    )
+    set_method(config, options.method, method_recipes)
+    if options.smoke:
+        config.dataset.mock_num_examples = 32
+        config.dataset.corruptions = ("gaussian_noise",) if corruptions else ()
+        config.dataset.severities = (1,)
+        config.dataset.ood = dict(list(ood.items())[:1])
+        config.model.depth, config.model.width_multiplier = 10, 1
+        smoke_train_settings(config, steps=2, batch=16)
+    config.lock()
+    return config
