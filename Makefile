@@ -23,7 +23,7 @@ run: venv
 
 test: venv
 	$(VENV)/bin/ruff check relbench tests experiments benchmarks examples
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: venv
 	$(VENV)/bin/ruff check relbench tests experiments benchmarks examples
