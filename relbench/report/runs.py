@@ -85,7 +85,7 @@ class Row:
 
     def first(self) -> Run:
         """The run with the smallest seed: the one whose curves are plotted."""
-        return min(self.runs, key=lambda r: r.config.get("seed", 0))
+        return min(self.runs, key=lambda r: r.config["seed"])
 
 
 def group_runs(runs: Sequence[Run]) -> dict[str, list[Row]]:
@@ -100,7 +100,7 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Row]]:
         rows = []
         for (method, key), group in sorted(settings.items()):
             label = method if methods.count(method) == 1 else f"{method} [{key}]"
-            rows.append(Row(label, tuple(sorted(group, key=lambda r: r.config.get("seed", 0)))))
+            rows.append(Row(label, tuple(sorted(group, key=lambda r: r.config["seed"]))))
         out[experiment] = rows
     return out
 
