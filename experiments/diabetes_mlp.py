@@ -20,12 +20,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.dataset = ml_collections.ConfigDict({"name": "diabetes"})
-    config.model = ml_collections.ConfigDict(
-        {"name": "mlp", "hidden_sizes": (32,), "dropout_rate": 0.0, "ensemble_size": 1}
-    )
+    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (32,)})
     config.method = method_config(options.method, likelihood="gaussian")
-    if options.method == "mc_dropout":
-        del config.model.dropout_rate  # set by the method
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
     config.train = train_config(
         options.smoke, num_epochs=50.0, global_batch_size=32, eval_batch_size=128

@@ -19,12 +19,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.dataset = ml_collections.ConfigDict({"name": "heteroscedastic_toy"})
-    config.model = ml_collections.ConfigDict(
-        {"name": "mlp", "hidden_sizes": (64, 64), "dropout_rate": 0.0, "ensemble_size": 1}
-    )
+    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (64, 64)})
     config.method = method_config(options.method, likelihood="gaussian")
-    if options.method == "mc_dropout":
-        del config.model.dropout_rate  # set by the method
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-2, warmup_steps=0)
     config.train = train_config(
         options.smoke,

@@ -31,13 +31,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset = ml_collections.ConfigDict(
         {"name": "noisy_digits", "max_noise_rate": 0.45, "num_raters": 0}
     )
-    config.model = ml_collections.ConfigDict(
-        {"name": "mlp", "hidden_sizes": (256, 256), "dropout_rate": 0.0, "ensemble_size": 1}
-    )
+    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (256, 256)})
     overrides = HETEROSCEDASTIC if options.method == "heteroscedastic" else {}
     config.method = method_config(options.method, **overrides)
-    if options.method == "mc_dropout":
-        del config.model.dropout_rate  # set by the method
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
     config.train = train_config(
         options.smoke,
