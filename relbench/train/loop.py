@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import pathlib
 import time
@@ -353,9 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         results, curves = evaluate(exp, state, eval_steps, eval_key, mesh)
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
-        writer.write_results(results)
-        if is_writer:
-            (workdir / "curves.json").write_text(json.dumps(curves) + "\n")
+        writer.write_results(results, curves)
         run_probes(exp, state, eval_key, mesh, workdir, is_writer)
     finally:
         device_batches.close()
@@ -363,7 +360,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         writer.close()
         checkpoints.close()
     return results
-
-
-def load_results(workdir: str | pathlib.Path) -> dict:
-    return json.loads((pathlib.Path(workdir) / "results.json").read_text())

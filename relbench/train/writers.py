@@ -35,13 +35,20 @@ class RunWriter:
             if name != "step" and math.isfinite(value):
                 self._tensorboard.add_scalar(name, value, step)
 
-    def write_results(self, results: Mapping[str, Mapping[str, float]]) -> None:
+    def write_results(
+        self, results: Mapping[str, Mapping[str, float]], curves: Mapping | None = None
+    ) -> None:
+        """``results.json`` (every metric of every set) and, if given, ``curves.json``."""
         if not self.enabled:
             return
-        path = self.workdir / "results.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)  # never leave a half-written results.json behind
+        outputs = {"results.json": json.dumps(results, indent=2, sort_keys=True)}
+        if curves is not None:
+            outputs["curves.json"] = json.dumps(curves)
+        for name, content in outputs.items():
+            path = self.workdir / name
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(content + "\n")
+            tmp.replace(path)  # never leave a half-written file behind
 
     def close(self) -> None:
         if self.enabled:
