@@ -173,14 +173,17 @@ class TrainBatches:
         return batch
 
 
-def train_iterator(batches: TrainBatches, num_steps: int, prefetch: int = 4):
+def train_iterator(batches: TrainBatches, num_steps: int, threads: int = 0):
     """A checkpointable grain iterator over steps ``0 .. num_steps - 1``.
 
     Its state (``get_state``/``set_state``, saved with the train state) is the next step,
-    so a restored run reads exactly the batches it would have read.
+    so a restored run reads exactly the batches it would have read. ``threads`` > 0
+    prepares batches ahead on that many grain threads (worth it where reading decodes
+    or augments images); 0 reads each batch on the calling thread when it is asked
+    for, ~35 us for an in-memory set against ~200 us of thread hand-off.
     """
     dataset = grain.MapDataset.range(num_steps).map(batches)
-    options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=prefetch)
+    options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)
     return iter(dataset.to_iter_dataset(read_options=options))
 
 

@@ -24,7 +24,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from relbench import data as data_lib
@@ -36,7 +35,6 @@ from relbench.methods.method import rng_dict
 from relbench.registry import check_kwargs
 from relbench.train import determinism, evaluation, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints
-from relbench.train.prefetch import DevicePrefetch
 from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
@@ -53,6 +51,7 @@ class LoopSettings:
     max_checkpoints_to_keep: int = 2
     eval_batch_size: int = 512
     deterministic_ops: bool = False  # GPU: XLA's deterministic kernels (train/determinism.py)
+    data_threads: int = 0  # grain threads reading ahead; 0: read each batch when needed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +150,23 @@ def make_train_step(exp: Experiment):
         return new_state, {"loss": loss, **metrics}
 
     return train_step
+
+
+def summing_metrics(train_step):
+    """``(state, sums, batch, key) -> (state, sums + metrics)``, and ``zeros(state, batch,
+    key)``, the sums before the first step: the step adds its metrics to running sums on
+    the device, so logging fetches one small pytree per log interval instead of every
+    step's metrics."""
+
+    def step(state: TrainState, sums, batch, train_key):
+        state, metrics = train_step(state, batch, train_key)
+        return state, jax.tree.map(jnp.add, sums, metrics)
+
+    def zeros(state: TrainState, batch, train_key):
+        _, metrics = jax.eval_shape(train_step, state, batch, train_key)
+        return jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metrics)
+
+    return step, zeros
 
 
 def make_eval_step(exp: Experiment):
@@ -256,12 +272,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     initialize = functools.partial(init_state, exp)
     state_shape = jax.eval_shape(initialize, init_key)
     state_sharding = jax.tree.map(lambda _: replicated, state_shape)
+    summing_step, zero_sums = summing_metrics(make_train_step(exp))
     train_step = jax.jit(
-        make_train_step(exp),
-        in_shardings=(state_sharding, batch_sharding, replicated),
+        summing_step,
+        in_shardings=(state_sharding, replicated, batch_sharding, replicated),
         out_shardings=(state_sharding, replicated),
-        donate_argnums=0,
+        donate_argnums=(0, 1),
     )
+    zero_sums = jax.jit(zero_sums, out_shardings=replicated)
     eval_steps = {
         is_ood: jax.jit(
             functools.partial(make_eval_step(exp), is_ood=is_ood),
@@ -285,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         process_count=jax.process_count(),
         augment=exp.dataset.train_augment,
     )
-    iterator = data_lib.train_iterator(batches, exp.total_steps)
+    iterator = data_lib.train_iterator(batches, exp.total_steps, settings.data_threads)
     checkpoints = Checkpoints(workdir, settings.max_checkpoints_to_keep)
     start = checkpoints.latest_step()
     if start is None:
@@ -299,26 +317,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         )
         state = checkpoints.restore(start, abstract, iterator)
 
-    device_batches = DevicePrefetch(
-        iterator, lambda local: sharding.global_batch(local, batch_sharding)
-    )
     writer = RunWriter(workdir, enabled=is_writer)
     bar = progress_bar(exp.total_steps, start, enabled=is_writer)
     num_train = len(exp.dataset.train)
-    pending: list[dict] = []  # device-side metrics since the last log: no per-step sync
     # XLA:CPU runs the in-process collectives of several (fake) CPU devices on a small
     # thread pool, and consecutive steps that overlap there can deadlock (seen with 4
     # devices on 2 cores); on CPU with several devices a step starts when the previous
     # one has finished. Accelerators keep asynchronous dispatch.
     serialize_steps = jax.default_backend() == "cpu" and jax.local_device_count() > 1
+    sums, summed_steps = None, 0  # train metrics summed on the device since the last log
     last_flush = [start, time.perf_counter()]
 
     def flush(step: int) -> None:
-        if not pending:
+        nonlocal sums, summed_steps
+        if not summed_steps:
             return
-        fetched = jax.device_get(pending)
-        means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-        pending.clear()
+        means = {k: float(v) / summed_steps for k, v in jax.device_get(sums).items()}
+        sums, summed_steps = None, 0
         _check_finite(means, step, checkpoints)
         now = time.perf_counter()
         means["steps_per_second"] = (step - last_flush[0]) / (now - last_flush[1])
@@ -334,19 +349,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 != _epoch(step - 1, settings.global_batch_size, num_train)
             ):
                 state = epoch_hook(state)
-            batch = next(device_batches)
+            # Dispatch is asynchronous: the host reads batch s + 1 while the device runs
+            # step s; with config.train.data_threads grain prepares batches ahead too.
+            batch = sharding.global_batch(next(iterator), batch_sharding)
             if serialize_steps:
                 state = jax.block_until_ready(state)
+            if sums is None:
+                sums = zero_sums(state, batch, train_key)
             if step == start and settings.deterministic_ops:
-                determinism.warn_nondeterministic(train_step, state, batch, train_key)
-            state, metrics = train_step(state, batch, train_key)
-            pending.append(metrics)
+                determinism.warn_nondeterministic(summing_step, state, sums, batch, train_key)
+            state, sums = train_step(state, sums, batch, train_key)
+            summed_steps += 1
             done = step + 1
             if done % settings.log_every_steps == 0 or done == exp.total_steps:
                 flush(done)
             if done % settings.checkpoint_every_steps == 0 or done == exp.total_steps:
                 flush(done)
-                checkpoints.save(done, state, device_batches)
+                checkpoints.save(done, state, iterator)
             bar.update(1)
         bar.close()
         results, curves = evaluate(exp, state, eval_steps, eval_key, mesh)
@@ -355,7 +374,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         writer.write_results(results, curves)
         run_probes(exp, state, eval_key, mesh, workdir, is_writer)
     finally:
-        device_batches.close()
         bar.close()
         writer.close()
         checkpoints.close()

@@ -8,6 +8,7 @@ array, so the same code runs on one CPU and on a multi-host slice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import jax
@@ -39,9 +40,24 @@ def batch_sharded(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec("data"))
 
 
+@functools.cache
+def _transfer(sharding: NamedSharding):
+    return jax.jit(lambda batch: batch, out_shardings=sharding)
+
+
 def global_batch(local: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """Process-local rows -> global arrays sharded on the leading (batch) axis."""
-    return {
-        name: jax.make_array_from_process_local_data(sharding, value)
-        for name, value in local.items()
-    }
+    """Process-local rows -> global arrays sharded on the leading (batch) axis.
+
+    With one process the local rows are the whole global batch. On one device, an
+    identity ``jit`` moves them in its C++ dispatch path (~15 us; ``jax.device_put`` of
+    the same dict takes ~130 us in Python), which matters where the host, not the
+    device, bounds the step; on several devices ``device_put`` shards them.
+    """
+    if jax.process_count() > 1:
+        return {
+            name: jax.make_array_from_process_local_data(sharding, value)
+            for name, value in local.items()
+        }
+    if sharding.num_devices == 1:
+        return _transfer(sharding)(dict(local))
+    return jax.device_put(dict(local), sharding)
