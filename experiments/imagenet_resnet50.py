@@ -101,6 +101,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "log_every_steps": 100,
             "checkpoint_every_steps": 1000,
             "max_checkpoints_to_keep": 2,
+            "data_threads": 16,  # decoding and augmenting on grain threads
             "eval_batch_size": 1024,
         }
     )

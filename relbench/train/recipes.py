@@ -109,6 +109,7 @@ def cifar_wrn28_10(
             "ood": dict(ood),
             "mixup_alpha": 0.0,
             "data_dir": None,
+            "in_memory": True,  # the decoded training split: 150 MB of uint8
             "mock_num_examples": 0,
         }
     )
@@ -137,6 +138,7 @@ def cifar_wrn28_10(
             "log_every_steps": 100,
             "checkpoint_every_steps": 1000,
             "max_checkpoints_to_keep": 2,
+            "data_threads": 8,  # decoding and augmenting on grain threads
             "eval_batch_size": 1000,
         }
     )

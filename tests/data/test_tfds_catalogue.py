@@ -113,3 +113,17 @@ def test_grain_pipeline_resumes_mid_epoch_from_its_saved_state(cifar10):
     assert len(head) + len(tail) == steps
     for got, expected in zip(head + tail, reference, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_in_memory_training_split_reads_what_the_records_hold(cifar10):
+    in_memory = data.make("cifar10", in_memory=True, mock_num_examples=N)
+    rows = np.array([5, 0, 23, 5])
+    expected, got = cifar10.train.read(rows), in_memory.train.read(rows)
+    assert got["input"].dtype == np.float32 and len(in_memory.train) == N
+    np.testing.assert_array_equal(got["input"], expected["input"])
+    np.testing.assert_array_equal(got["label"], expected["label"])
+
+
+def test_in_memory_needs_fixed_size_images():
+    with pytest.raises(UsageError, match="in_memory holds fixed-size images only"):
+        data.make("imagenet2012", in_memory=True, mock_num_examples=2)
