@@ -109,7 +109,7 @@ def cifar_wrn28_10(
             "ood": dict(ood),
             "mixup_alpha": 0.0,
             "data_dir": None,
-            "in_memory": True,  # the decoded training split: 150 MB of uint8
+            "in_memory": True,  # the decoded, normalized training split: 614 MB
             "mock_num_examples": 0,
         }
     )

@@ -66,6 +66,33 @@ def test_conv_equals_per_member_conv_with_effective_weights(strides, padding):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_conv_gradients_equal_per_member_conv_gradients():
+    """The conv folds alpha into per-member kernels; every gradient must still be the
+    effective-weight model's."""
+    x = jax.random.normal(jax.random.key(0), (M * B, 6, 6, 2))
+    layer = BatchEnsembleConv(4, (3, 3), ensemble_size=M, fast_weight_init=gaussian_init(0.5))
+    p = layer.init(jax.random.key(1), x)["params"]
+    target = jax.random.normal(jax.random.key(2), (M * B, 6, 6, 4))
+
+    def loss(got):
+        return jnp.sum((got - target) ** 2)
+
+    grads = jax.grad(lambda p, x: loss(layer.apply({"params": p}, x)), argnums=(0, 1))(p, x)
+
+    def reference(params, x):
+        return loss(_per_member(nn.Conv(4, (3, 3)), params, x))
+
+    params = {"shared": p["Conv_0"]["kernel"], **{k: p[k] for k in ("alpha", "gamma", "bias")}}
+    want_params, want_x = jax.grad(reference, argnums=(0, 1))(params, x)
+    got_params, got_x = grads
+    np.testing.assert_allclose(got_x, want_x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got_params["Conv_0"]["kernel"], want_params["shared"], rtol=1e-5, atol=1e-5
+    )
+    for name in ("alpha", "gamma", "bias"):
+        np.testing.assert_allclose(got_params[name], want_params[name], rtol=1e-5, atol=1e-5)
+
+
 def test_parameter_count_is_shared_weight_plus_rank1_factors():
     layer = BatchEnsembleDense(7, ensemble_size=M)
     variables = layer.init(jax.random.key(0), jnp.zeros((M, 5)))
