@@ -12,6 +12,12 @@ The loss is the SUM over members of each member's mean cross-entropy, so that me
 elementwise (SGD, momentum, Adam, weight decay) the members train exactly as M
 separate runs on the same batches would. Global-norm gradient clipping couples them.
 
+Every variable has the leading member axis, so ``config.train.ensemble_axis_size = E``
+splits the members over E devices (the mesh's ``ensemble`` axis), each holding M / E
+members; batches stay sharded over the remaining ``data`` axis. With the axis split,
+``unroll_conv=False`` lets XLA partition the vmapped convolutions along the members
+(unrolled ones slice the split axis, which gathers it).
+
 ``vmap`` makes the M members' convolutions one grouped convolution, which XLA:CPU runs
 about ten times slower than M ordinary ones; ``unroll_conv`` (the default) keeps the
 stacked variables and their vmapped initialization but runs the M convolutions one
@@ -60,4 +66,5 @@ def make(ensemble_size: int = 4, unroll_conv: bool = True, label_smoothing: floa
         loss_fn=summed_loss(ensemble_size, label_smoothing),
         predict_fn=single_pass_predict,
         rng_streams=("dropout",),
+        stacked_members=ensemble_size,
     )

@@ -11,7 +11,10 @@ and never names a method:
 * ``rng_streams`` — the Flax RNG streams training draws from;
 * ``on_epoch_start`` — an optional pure ``TrainState -> TrainState`` hook;
 * ``init_inputs`` — an optional map from the loop's example input ``[1, *input_shape]``
-  to what the model is initialized on (MIMO stacks M copies on the channel axis).
+  to what the model is initialized on (MIMO stacks M copies on the channel axis);
+* ``stacked_members`` — M where every variable carries a leading axis of M independent
+  members (deep ensembles), which the loop may split over the mesh's ``ensemble``
+  axis; 0 otherwise.
 
 A method's ``likelihood`` hyperparameter picks what its loss fits: ``"categorical"``
 (classes; a batch's ``"soft_label"`` distribution replaces its one-hot label when
@@ -49,6 +52,7 @@ class Method:
     rng_streams: tuple[str, ...] = ()
     on_epoch_start: Callable[[Any], Any] | None = None
     init_inputs: Callable[[jax.Array], jax.Array] | None = None
+    stacked_members: int = 0
 
 
 def rng_dict(key: jax.Array, streams: Sequence[str]) -> dict[str, jax.Array]:

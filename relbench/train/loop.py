@@ -52,6 +52,7 @@ class LoopSettings:
     eval_batch_size: int = 512
     deterministic_ops: bool = False  # GPU: XLA's deterministic kernels (train/determinism.py)
     data_threads: int = 0  # grain threads reading ahead; 0: read each batch when needed
+    ensemble_axis_size: int = 1  # devices that split stacked members (deep_ensemble)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,14 +265,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if is_writer:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
 
-    mesh = sharding.data_mesh()
+    mesh = sharding.data_mesh(settings.ensemble_axis_size)
     replicated = sharding.replicated(mesh)
     batch_sharding = sharding.batch_sharded(mesh)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(exp.seed), 3)
 
     initialize = functools.partial(init_state, exp)
     state_shape = jax.eval_shape(initialize, init_key)
-    state_sharding = jax.tree.map(lambda _: replicated, state_shape)
+    state_sharding = sharding.state_sharding(mesh, state_shape, exp.method.stacked_members)
     summing_step, zero_sums = summing_metrics(make_train_step(exp))
     train_step = jax.jit(
         summing_step,

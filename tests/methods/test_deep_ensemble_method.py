@@ -1,5 +1,6 @@
 """deep_ensemble: one vectorized program equals M members trained one at a time."""
 
+import functools
 import types
 
 import jax
@@ -8,9 +9,17 @@ import numpy as np
 import pytest
 
 from relbench import methods
+from relbench.errors import UsageError
 from relbench.models import CNN
-from relbench.train import optimizers
-from relbench.train.loop import Experiment, LoopSettings, make_train_step
+from relbench.train import optimizers, sharding
+from relbench.train.loop import (
+    Experiment,
+    LoopSettings,
+    build,
+    init_state,
+    make_train_step,
+    train_and_evaluate,
+)
 from relbench.train.state import TrainState
 from tests.methods.smoke import smoke_config, train_and_check_members
 
@@ -70,3 +79,46 @@ def test_vectorized_ensemble_equals_members_trained_one_at_a_time(unroll_conv):
 
 def test_mlp_trains_and_predicts_m_distinct_members(tmp_path):
     train_and_check_members(smoke_config("deep_ensemble", ensemble_size=3), tmp_path, members=3)
+
+
+def _with_ensemble_axis(size: int, method: str = "deep_ensemble", **hparams):
+    config = smoke_config(method, **hparams)
+    with config.unlocked():
+        config.train.ensemble_axis_size = size
+    return config
+
+
+def test_ensemble_axis_splits_the_members_and_trains_like_replicated_members(tmp_path):
+    """On the 4 fake devices: ensemble_axis_size=2 puts 2 of the 4 members on each
+    device (batches on the other 2) and gives the replicated run's results."""
+    config = _with_ensemble_axis(2, ensemble_size=4)
+    exp = build(config)
+    mesh = sharding.data_mesh(2)
+    assert dict(mesh.shape) == {"data": 2, "ensemble": 2}
+    init = functools.partial(init_state, exp)
+    shardings = sharding.state_sharding(mesh, jax.eval_shape(init, jax.random.key(0)), 4)
+    state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
+    for leaf in jax.tree.leaves((state.params, state.opt_state)):
+        if leaf.ndim:
+            assert leaf.shape[0] == 4 and leaf.addressable_shards[0].data.shape[0] == 2
+    assert state.step.sharding.is_fully_replicated
+
+    split = train_and_evaluate(config, tmp_path / "split")
+    replicated = train_and_evaluate(_with_ensemble_axis(1, ensemble_size=4), tmp_path / "whole")
+    assert split.keys() == replicated.keys()
+    for set_name, metrics in replicated.items():
+        for name, value in metrics.items():
+            np.testing.assert_allclose(split[set_name][name], value, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "size,method,hparams,match",
+    [
+        (3, "deep_ensemble", {"ensemble_size": 3}, "does not divide the 4 devices"),
+        (2, "deep_ensemble", {"ensemble_size": 3}, "this method has 3 members"),
+        (2, "mc_dropout", {}, "this method has no stacked members"),
+    ],
+)
+def test_bad_ensemble_axis_is_one_clear_error(size, method, hparams, match, tmp_path):
+    with pytest.raises(UsageError, match=match):
+        train_and_evaluate(_with_ensemble_axis(size, method, **hparams), tmp_path)
