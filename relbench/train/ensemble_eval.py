@@ -130,15 +130,7 @@ def evaluate_runs(run_dirs: Sequence[str | pathlib.Path]) -> dict:
     method = dataclasses.replace(first.exp.method, predict_fn=ensemble_predict(runs))
     exp = dataclasses.replace(first.exp, method=method)
     state = EnsembleState(tuple(run.state for run in runs))
-    replicated = sharding.replicated(mesh)
-    state_sharding = jax.tree.map(lambda _: replicated, state)
-    eval_steps = {
-        is_ood: jax.jit(
-            functools.partial(make_eval_step(exp), is_ood=is_ood),
-            in_shardings=(state_sharding, sharding.batch_sharded(mesh), replicated),
-            out_shardings=replicated,
-        )
-        for is_ood in (False, True)
-    }
-    results, _ = evaluate(exp, state, eval_steps, first.eval_key, mesh)
+    state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), state)
+    eval_step = make_eval_step(exp, mesh, state_sharding)
+    results, _ = evaluate(exp, state, eval_step, first.eval_key, mesh)
     return results

@@ -157,7 +157,8 @@ def summing_metrics(train_step):
     """``(state, sums, batch, key) -> (state, sums + metrics)``, and ``zeros(state, batch,
     key)``, the sums before the first step: the step adds its metrics to running sums on
     the device, so logging fetches one small pytree per log interval instead of every
-    step's metrics."""
+    step's metrics. Both call the step through one inner ``jit``, so it is traced once."""
+    train_step = jax.jit(train_step)
 
     def step(state: TrainState, sums, batch, train_key):
         state, metrics = train_step(state, batch, train_key)
@@ -170,23 +171,42 @@ def summing_metrics(train_step):
     return step, zeros
 
 
-def make_eval_step(exp: Experiment):
-    """The pure eval step ``(state, batch, key) -> per-metric summable statistics``."""
+def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
+    """The eval step ``(state, batch, key, is_ood) -> per-metric summable statistics``.
 
-    def eval_step(state: TrainState, batch, key, *, is_ood: bool):
-        logits, extras = exp.method.predict_fn(
-            exp.model.apply, state.variables, batch["input"], key
-        )
+    It is two jitted programs: the method's prediction (the model's forward, compiled
+    once for every evaluation set) and the reduction of its outputs to the statistics
+    of the in-distribution or the OOD metric suite (each compiled once, and cheap).
+    """
+    replicated = sharding.replicated(mesh)
+
+    def predict(state: TrainState, inputs, key):
+        return exp.method.predict_fn(exp.model.apply, state.variables, inputs, key)
+
+    def statistics(outputs, labels, *, is_ood: bool):
+        logits, extras = outputs
         predictions = metrics_lib.Predictions(
             logits=logits,
             log_probs=metrics_lib.predictive_log_probs(logits),
-            labels=batch["label"],
-            mask=batch["mask"],
+            labels=labels["label"],
+            mask=labels["mask"],
             extras=extras,
-            soft_labels=batch.get("soft_label"),
+            soft_labels=labels.get("soft_label"),
         )
         suite = metrics_lib.eval_suite(exp.dataset.task, is_ood)
         return metrics_lib.batch_statistics(suite, predictions)
+
+    predict = jax.jit(
+        predict, in_shardings=(state_sharding, sharding.batch_sharded(mesh), replicated)
+    )
+    reduce = {
+        is_ood: jax.jit(functools.partial(statistics, is_ood=is_ood), out_shardings=replicated)
+        for is_ood in (False, True)
+    }
+
+    def eval_step(state: TrainState, batch, key, is_ood: bool):
+        labels = {name: value for name, value in batch.items() if name != "input"}
+        return reduce[is_ood](predict(state, batch["input"], key), labels)
 
     return eval_step
 
@@ -207,7 +227,7 @@ def init_state(exp: Experiment, init_key: jax.Array) -> TrainState:
     )
 
 
-def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh):
+def evaluate(exp: Experiment, state: TrainState, eval_step, eval_key, mesh):
     """Every evaluation set, each example counted once -> ``(results, curves)``.
 
     ``results`` is ``{set: {metric: value}}`` plus the OOD mixtures and shift-family
@@ -228,7 +248,8 @@ def evaluate(exp: Experiment, state: TrainState, eval_steps, eval_key, mesh):
         )
         for index, local in enumerate(batches):
             batch = sharding.global_batch(local, batch_sharding)
-            stats = eval_steps[eval_set.is_ood](state, batch, jax.random.fold_in(set_key, index))
+            key = jax.random.fold_in(set_key, index)
+            stats = eval_step(state, batch, key, eval_set.is_ood)
             totals = metrics_lib.add_statistics(suite, totals, jax.device_get(stats))
         evaluated[set_name] = evaluation.SetTotals(eval_set.is_ood, suite, totals)
     return evaluation.summarize(evaluated, exp.evaluation)
@@ -281,14 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         donate_argnums=(0, 1),
     )
     zero_sums = jax.jit(zero_sums, out_shardings=replicated)
-    eval_steps = {
-        is_ood: jax.jit(
-            functools.partial(make_eval_step(exp), is_ood=is_ood),
-            in_shardings=(state_sharding, batch_sharding, replicated),
-            out_shardings=replicated,
-        )
-        for is_ood in (False, True)
-    }
+    eval_step = make_eval_step(exp, mesh, state_sharding)
     epoch_hook = exp.method.on_epoch_start
     if epoch_hook is not None:
         epoch_hook = jax.jit(
@@ -369,7 +383,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 checkpoints.save(done, state, iterator)
             bar.update(1)
         bar.close()
-        results, curves = evaluate(exp, state, eval_steps, eval_key, mesh)
+        results, curves = evaluate(exp, state, eval_step, eval_key, mesh)
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
         writer.write_results(results, curves)
