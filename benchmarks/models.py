@@ -86,8 +86,7 @@ def time_train_step(exp: Experiment, batches: data.TrainBatches, steps: int):
     )
     inputs = [sharding.global_batch(batches(i), batch_sharding) for i in range(2)]
     flops = step_flops(exp, state, inputs[0], train_key)
-    step.lower(state, inputs[0], train_key).compile()
-    for i in range(2):  # warm up
+    for i in range(2):  # compile and warm up
         state, metrics = step(state, inputs[i % 2], train_key)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
