@@ -113,6 +113,12 @@ def main() -> None:
         default=True,
         help="deep_ensemble.unroll_conv",
     )
+    parser.add_argument(
+        "--fold-conv-alpha",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batchensemble.fold_conv_alpha",
+    )
     args = parser.parse_args()
 
     m, b = args.ensemble_size, args.batch_size
@@ -143,7 +149,15 @@ def main() -> None:
         Variant(f"member{i}", "deterministic", model, batch, jax.random.fold_in(key, i))
         for i in range(m)
     ]
-    batchensemble = Variant("batchensemble", "batchensemble", model, batch, key, ensemble_size=m)
+    batchensemble = Variant(
+        "batchensemble",
+        "batchensemble",
+        model,
+        batch,
+        key,
+        ensemble_size=m,
+        fold_conv_alpha=args.fold_conv_alpha,
+    )
     tiled = Variant("deterministic_tiled", "deterministic", model, tiled_batch, key)
 
     def sequential(steps):
@@ -166,7 +180,8 @@ def main() -> None:
 
     print(
         f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; model {args.model}, "
-        f"M={m}, batch {b}, input {shape}, unroll_conv={args.unroll_conv}; "
+        f"M={m}, batch {b}, input {shape}, unroll_conv={args.unroll_conv}, "
+        f"fold_conv_alpha={args.fold_conv_alpha}; "
         f"median of {args.rounds} rounds of {args.steps} steps"
     )
     for name, seconds in median.items():

@@ -16,8 +16,8 @@ so all members run as ONE dense or conv call on the member-major batch: scale ea
 member's rows by ``r_m``, apply ``W``, scale by ``s_m``, add ``b_m``. The cost over a
 single network on the tiled batch is two elementwise products; the parameters grow by
 ``M (D + 2N)`` instead of ``(M - 1) D N``. Convolutions instead fold ``r_m`` into the
-kernel, ``L_W(x o r_m) = L_{W o r_m}(x)``, and run one call per member (see
-``BatchEnsembleConv``).
+kernel, ``L_W(x o r_m) = L_{W o r_m}(x)``, and run one call per member (the layers'
+``fold_alpha`` field; see ``BatchEnsembleConv``).
 
 Batch layout (see ``layers.members``): the input has ``M * B`` rows, member-major, rows
 ``[m * B, (m + 1) * B)`` belong to member ``m``. Whether those rows are the same B
@@ -39,7 +39,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -179,18 +179,16 @@ class BatchEnsembleLayer(nn.Module):
     the shared layer (``shared_layer``) and the member factors (``factors``).
 
     Subclasses define the fields ``features``, ``ensemble_size``, ``use_bias``,
-    ``bias_init`` and ``fast_weight_init``, the method ``shared_layer``, and
-    ``fold_input_factor``: whether per-member ``alpha`` is folded into the kernel
-    (``batchensemble_folded``) instead of scaling the activations.
+    ``bias_init``, ``fast_weight_init`` and ``fold_alpha`` (fold per-member ``alpha``
+    into the kernel, ``batchensemble_folded``, instead of scaling the activations), and
+    the method ``shared_layer``.
     """
-
-    fold_input_factor: ClassVar[bool] = False
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
         inputs = init_rows(self, inputs, self.ensemble_size)
         shared, (alpha, gamma, bias) = self.shared_layer(), self.factors(inputs)
-        if self.fold_input_factor and alpha.ndim == 2 and not self.is_initializing():
+        if self.fold_alpha and alpha.ndim == 2 and not self.is_initializing():
             return batchensemble_folded(inputs, shared, alpha, gamma, bias)
         return batchensemble(inputs, shared, alpha, gamma, bias)
 
@@ -207,7 +205,9 @@ class BatchEnsembleDense(BatchEnsembleLayer):
     """A dense layer with M BatchEnsemble members on the member-major batch.
 
     Parameters: ``Dense_0/kernel [D, N]`` (shared), ``alpha [M, D]``, ``gamma [M, N]``,
-    ``bias [M, N]``.
+    ``bias [M, N]``. ``alpha`` scales the activations (``fold_alpha=False``): M batched
+    matrix products with M folded kernels are slower on XLA:CPU than one product with
+    the shared kernel.
     """
 
     features: int
@@ -216,6 +216,7 @@ class BatchEnsembleDense(BatchEnsembleLayer):
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros
     fast_weight_init: Initializer = random_sign_init
+    fold_alpha: bool = False
 
     def shared_layer(self) -> nn.Module:
         return nn.Dense(self.features, use_bias=False, kernel_init=self.kernel_init)
@@ -228,16 +229,16 @@ class BatchEnsembleConv(BatchEnsembleLayer):
     models accept it as their ``conv`` field. Parameters: ``Conv_0/kernel
     [kh, kw, C, N]`` (shared), ``alpha [M, C]``, ``gamma [M, N]``, ``bias [M, N]``.
 
-    Per-member ``alpha`` is folded into the kernel (``batchensemble_folded``): on
-    XLA:CPU the input gradient of a convolution is slow (for few input channels above
-    all), and the first convolution of a network needs none once ``alpha``'s gradient
-    comes from the kernel gradient; a small CNN's BatchEnsemble step drops from 1.18 to
-    1.02 times a deterministic step on the tiled batch (``benchmarks/ensembles.py``).
-    Dense layers keep the activation scaling: M batched matrix products with M folded
-    kernels are slower there than one product with the shared kernel.
+    By default (``fold_alpha=True``) per-member ``alpha`` is folded into the kernel
+    (``batchensemble_folded``): on XLA:CPU the input gradient of a convolution is slow
+    (for few input channels above all), and the first convolution of a network needs
+    none once ``alpha``'s gradient comes from the kernel gradient; a small CNN's
+    BatchEnsemble step drops from 1.18 to 1.02 times a deterministic step on the tiled
+    batch (``benchmarks/ensembles.py``). On an H200 the folded step measured 1.31 times
+    the tiled one, M convolutions on B rows each in place of one on M * B rows;
+    ``fold_alpha=False`` runs the one convolution (``--no-fold-conv-alpha`` in the
+    benchmark).
     """
-
-    fold_input_factor: ClassVar[bool] = True
 
     features: int
     kernel_size: Sequence[int]
@@ -248,6 +249,7 @@ class BatchEnsembleConv(BatchEnsembleLayer):
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros
     fast_weight_init: Initializer = random_sign_init
+    fold_alpha: bool = True
 
     def shared_layer(self) -> nn.Module:
         return nn.Conv(

@@ -56,6 +56,7 @@ def make(
     fast_weight_init_stddev: float = 0.5,
     batch_layout: str = "tile",
     label_smoothing: float = 0.0,
+    fold_conv_alpha: bool = True,
 ) -> Method:
     """Args:
     ensemble_size: M.
@@ -63,6 +64,8 @@ def make(
     fast_weight_init_stddev: the stddev of the ``"gaussian"`` fast-weight init.
     batch_layout: ``"tile"`` or ``"split"`` (see the module docstring).
     label_smoothing: mass moved from the label to the uniform distribution.
+    fold_conv_alpha: convolutions fold ``alpha`` into per-member kernels
+      (``BatchEnsembleConv.fold_alpha``).
     """
     check_ensemble_size(ensemble_size)
     if batch_layout not in BATCH_LAYOUTS:
@@ -71,7 +74,12 @@ def make(
     fields = member_fields(
         ensemble_size,
         functools.partial(BatchEnsembleDense, ensemble_size=ensemble_size, fast_weight_init=init),
-        functools.partial(BatchEnsembleConv, ensemble_size=ensemble_size, fast_weight_init=init),
+        functools.partial(
+            BatchEnsembleConv,
+            ensemble_size=ensemble_size,
+            fast_weight_init=init,
+            fold_alpha=fold_conv_alpha,
+        ),
     )
     if batch_layout == "split":
         # One network over member-major rows: the model itself does not tile.

@@ -33,10 +33,13 @@ def _per_member(layer, params, x):
     )
 
 
+@pytest.mark.parametrize("fold_alpha", [False, True])
 @pytest.mark.parametrize("init", [random_sign_init, gaussian_init(0.5)])
-def test_dense_equals_per_member_dense_with_effective_weights(init):
+def test_dense_equals_per_member_dense_with_effective_weights(init, fold_alpha):
     x = jax.random.normal(jax.random.key(0), (M * B, 5))
-    layer = BatchEnsembleDense(7, ensemble_size=M, fast_weight_init=init, bias_init=normal_init)
+    layer = BatchEnsembleDense(
+        7, ensemble_size=M, fast_weight_init=init, bias_init=normal_init, fold_alpha=fold_alpha
+    )
     variables = layer.init(jax.random.key(1), x)
     p = variables["params"]
     got = layer.apply(variables, x)
@@ -46,8 +49,9 @@ def test_dense_equals_per_member_dense_with_effective_weights(init):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("fold_alpha", [True, False])
 @pytest.mark.parametrize("strides,padding", [(1, "SAME"), (2, "VALID")])
-def test_conv_equals_per_member_conv_with_effective_weights(strides, padding):
+def test_conv_equals_per_member_conv_with_effective_weights(strides, padding, fold_alpha):
     x = jax.random.normal(jax.random.key(0), (M * B, 6, 6, 2))
     layer = BatchEnsembleConv(
         4,
@@ -57,6 +61,7 @@ def test_conv_equals_per_member_conv_with_effective_weights(strides, padding):
         ensemble_size=M,
         fast_weight_init=gaussian_init(0.5),
         bias_init=normal_init,
+        fold_alpha=fold_alpha,
     )
     variables = layer.init(jax.random.key(1), x)
     p = variables["params"]
@@ -66,11 +71,14 @@ def test_conv_equals_per_member_conv_with_effective_weights(strides, padding):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_conv_gradients_equal_per_member_conv_gradients():
-    """The conv folds alpha into per-member kernels; every gradient must still be the
-    effective-weight model's."""
+@pytest.mark.parametrize("fold_alpha", [True, False])
+def test_conv_gradients_equal_per_member_conv_gradients(fold_alpha):
+    """Folded into per-member kernels or scaling the activations, alpha gives every
+    gradient of the effective-weight model."""
     x = jax.random.normal(jax.random.key(0), (M * B, 6, 6, 2))
-    layer = BatchEnsembleConv(4, (3, 3), ensemble_size=M, fast_weight_init=gaussian_init(0.5))
+    layer = BatchEnsembleConv(
+        4, (3, 3), ensemble_size=M, fast_weight_init=gaussian_init(0.5), fold_alpha=fold_alpha
+    )
     p = layer.init(jax.random.key(1), x)["params"]
     target = jax.random.normal(jax.random.key(2), (M * B, 6, 6, 4))
 
