@@ -15,9 +15,9 @@ linear in its input channels and in its output channels,
 so all members run as ONE dense or conv call on the member-major batch: scale each
 member's rows by ``r_m``, apply ``W``, scale by ``s_m``, add ``b_m``. The cost over a
 single network on the tiled batch is two elementwise products; the parameters grow by
-``M (D + 2N)`` instead of ``(M - 1) D N``. Convolutions instead fold ``r_m`` into the
-kernel, ``L_W(x o r_m) = L_{W o r_m}(x)``, and run one call per member (the layers'
-``fold_alpha`` field; see ``BatchEnsembleConv``).
+``M (D + 2N)`` instead of ``(M - 1) D N``. On CPU, convolutions instead fold ``r_m``
+into the kernel, ``L_W(x o r_m) = L_{W o r_m}(x)``, and run one call per member (the
+layers' ``fold_alpha`` field; see ``BatchEnsembleConv``).
 
 Batch layout (see ``layers.members``): the input has ``M * B`` rows, member-major, rows
 ``[m * B, (m + 1) * B)`` belong to member ``m``. Whether those rows are the same B
@@ -180,15 +180,16 @@ class BatchEnsembleLayer(nn.Module):
 
     Subclasses define the fields ``features``, ``ensemble_size``, ``use_bias``,
     ``bias_init``, ``fast_weight_init`` and ``fold_alpha`` (fold per-member ``alpha``
-    into the kernel, ``batchensemble_folded``, instead of scaling the activations), and
-    the method ``shared_layer``.
+    into the kernel, ``batchensemble_folded``, instead of scaling the activations; None
+    folds on CPU only), and the method ``shared_layer``.
     """
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
         inputs = init_rows(self, inputs, self.ensemble_size)
         shared, (alpha, gamma, bias) = self.shared_layer(), self.factors(inputs)
-        if self.fold_alpha and alpha.ndim == 2 and not self.is_initializing():
+        fold = jax.default_backend() == "cpu" if self.fold_alpha is None else self.fold_alpha
+        if fold and alpha.ndim == 2 and not self.is_initializing():
             return batchensemble_folded(inputs, shared, alpha, gamma, bias)
         return batchensemble(inputs, shared, alpha, gamma, bias)
 
@@ -229,15 +230,15 @@ class BatchEnsembleConv(BatchEnsembleLayer):
     models accept it as their ``conv`` field. Parameters: ``Conv_0/kernel
     [kh, kw, C, N]`` (shared), ``alpha [M, C]``, ``gamma [M, N]``, ``bias [M, N]``.
 
-    By default (``fold_alpha=True``) per-member ``alpha`` is folded into the kernel
-    (``batchensemble_folded``): on XLA:CPU the input gradient of a convolution is slow
-    (for few input channels above all), and the first convolution of a network needs
-    none once ``alpha``'s gradient comes from the kernel gradient; a small CNN's
-    BatchEnsemble step drops from 1.18 to 1.02 times a deterministic step on the tiled
-    batch (``benchmarks/ensembles.py``). On an H200 the folded step measured 1.31 times
-    the tiled one, M convolutions on B rows each in place of one on M * B rows;
-    ``fold_alpha=False`` runs the one convolution (``--no-fold-conv-alpha`` in the
-    benchmark).
+    ``fold_alpha`` picks how per-member ``alpha`` is applied; by default (None) it is
+    folded into the kernel on CPU (``batchensemble_folded``, M convolutions on B rows
+    each) and scales the activations elsewhere (one convolution on M * B rows). On
+    XLA:CPU the input gradient of a convolution is slow, for few input channels above
+    all, and the first convolution of a network needs none once ``alpha``'s gradient
+    comes from the kernel gradient: a small CNN's BatchEnsemble step measured 0.91
+    times a deterministic step on the tiled batch folded and 1.10 unfolded
+    (``benchmarks/ensembles.py --model cnn [--no-fold-conv-alpha]``). On an H200 the
+    folded step measured 1.31 times the tiled one.
     """
 
     features: int
@@ -249,7 +250,7 @@ class BatchEnsembleConv(BatchEnsembleLayer):
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros
     fast_weight_init: Initializer = random_sign_init
-    fold_alpha: bool = True
+    fold_alpha: bool | None = None
 
     def shared_layer(self) -> nn.Module:
         return nn.Conv(

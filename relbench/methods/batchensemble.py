@@ -56,7 +56,7 @@ def make(
     fast_weight_init_stddev: float = 0.5,
     batch_layout: str = "tile",
     label_smoothing: float = 0.0,
-    fold_conv_alpha: bool = True,
+    fold_conv_alpha: bool | None = None,
 ) -> Method:
     """Args:
     ensemble_size: M.
@@ -64,8 +64,8 @@ def make(
     fast_weight_init_stddev: the stddev of the ``"gaussian"`` fast-weight init.
     batch_layout: ``"tile"`` or ``"split"`` (see the module docstring).
     label_smoothing: mass moved from the label to the uniform distribution.
-    fold_conv_alpha: convolutions fold ``alpha`` into per-member kernels
-      (``BatchEnsembleConv.fold_alpha``).
+    fold_conv_alpha: convolutions fold ``alpha`` into per-member kernels; None: on CPU
+      only (``BatchEnsembleConv.fold_alpha``).
     """
     check_ensemble_size(ensemble_size)
     if batch_layout not in BATCH_LAYOUTS:
