@@ -7,7 +7,10 @@
   i.e. the time to update all M members once. Target: ratio < 1.
 * BatchEnsemble: one step of ``batchensemble`` (M members, the batch tiled M times
   inside the model) vs one step of ``deterministic`` on the M-times tiled batch, the
-  same FLOPs up to BatchEnsemble's elementwise products. Target: ratio <= 1.2.
+  same FLOPs up to BatchEnsemble's elementwise products and the input gradient of its
+  first layer (``alpha``'s gradient needs it; a deterministic network never computes
+  it). Target: ratio <= 1.2. The FLOP ratio of the two steps (XLA's cost analysis) is
+  printed beside it: the ratio a purely compute-bound step would show.
 * parameter counts of every ensemble method on the same model.
 
 Every step is the loop's step (``value_and_grad`` of the method's ``loss_fn``, then the
