@@ -25,8 +25,8 @@ References:
 
 import ml_collections
 
-from relbench.train.configs import optimizer_config, parse_arg
-from relbench.train.recipes import set_method, smoke_train_settings
+from relbench.configs import optimizer_config, parse_arg
+from relbench.configs.recipes import set_method, smoke_train_settings
 
 METHOD_RECIPES = {
     "mc_dropout": {"method": {"dropout_rate": 0.1}},

@@ -12,7 +12,7 @@ seconds.
 
 import ml_collections
 
-from relbench.train.configs import method_config, optimizer_config, parse_arg, train_config
+from relbench.configs import method_config, optimizer_config, parse_arg, train_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -17,8 +17,8 @@ runs ``sweep()``: 8 quasi-random (Halton) points, each with 2 seeds.
 
 import ml_collections
 
+from relbench.configs import evaluation_config, method_config, optimizer_config, parse_arg
 from relbench.sweeps import halton
-from relbench.train.configs import evaluation_config, method_config, optimizer_config, parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -11,7 +11,7 @@ Hardware: one CPU, well under a minute on 2 cores.
 
 import ml_collections
 
-from relbench.train.configs import method_config, optimizer_config, parse_arg, train_config
+from relbench.configs import method_config, optimizer_config, parse_arg, train_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

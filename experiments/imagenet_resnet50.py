@@ -38,8 +38,8 @@ References:
 
 import ml_collections
 
-from relbench.train.configs import optimizer_config, parse_arg
-from relbench.train.recipes import (
+from relbench.configs import optimizer_config, parse_arg
+from relbench.configs.recipes import (
     decay_fractions,
     scaled_learning_rate,
     set_method,
@@ -88,7 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         learning_rate=scaled_learning_rate(0.1, BATCH, 256),
         momentum=0.9,
         nesterov=True,
-        weight_decay=2 * 1e-4,  # L2 1e-4 in the loss (see relbench.train.recipes)
+        weight_decay=2 * 1e-4,  # L2 1e-4 in the loss (see relbench.configs.recipes)
         schedule_kind="step",
         warmup_steps=warmup_steps(5, NUM_TRAIN, BATCH),
         decay_epochs_fraction=decay_fractions((30, 60, 80), EPOCHS),

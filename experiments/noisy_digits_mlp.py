@@ -11,7 +11,7 @@ benchmarks/heteroscedastic_label_noise.py (deterministic vs heteroscedastic).
 
 import ml_collections
 
-from relbench.train.configs import method_config, optimizer_config, parse_arg, train_config
+from relbench.configs import method_config, optimizer_config, parse_arg, train_config
 
 HETEROSCEDASTIC = {"num_factors": 3, "train_mc_samples": 32, "test_mc_samples": 256}
 

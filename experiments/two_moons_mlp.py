@@ -13,7 +13,7 @@ type, dropout rate and member count. Hardware: one CPU, well under a minute.
 
 import ml_collections
 
-from relbench.train.configs import evaluation_config, method_config, optimizer_config, parse_arg
+from relbench.configs import evaluation_config, method_config, optimizer_config, parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

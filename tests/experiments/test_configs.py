@@ -16,9 +16,9 @@ import jax
 import numpy as np
 import pytest
 
-from relbench import data, methods
+from relbench import configs, data, methods
 from relbench.errors import UsageError
-from relbench.train import configs, sharding
+from relbench.train import sharding
 from relbench.train.loop import (
     build,
     init_state,

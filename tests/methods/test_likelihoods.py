@@ -7,10 +7,10 @@ import pytest
 from scipy import special, stats
 
 from relbench import methods as methods_lib
+from relbench.configs import method_config
 from relbench.errors import UsageError
 from relbench.layers.gaussian import GaussianHead
 from relbench.methods.method import cross_entropy_loss, gaussian_nll_loss, likelihood_parts
-from relbench.train.configs import method_config
 
 M, B, K = 2, 6, 3
 

@@ -81,7 +81,7 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path):
 
 
 def test_cli_needs_ensemble_flag_for_several_runs(runs):
-    command = [sys.executable, "-c", "from relbench.train.cli import main; main()"]
+    command = [sys.executable, "-c", "from relbench.cli import main; main()"]
     command += ["eval", str(runs[0]), str(runs[1])]
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)

@@ -28,8 +28,8 @@ from typing import Any
 
 import ml_collections
 
+from relbench.configs import method_config
 from relbench.errors import UsageError
-from relbench.train.configs import method_config
 
 #: Sub-configs a method recipe may override: ``{"optimizer": {...}, "train": {...}, ...}``.
 MethodRecipes = Mapping[str, Mapping[str, Mapping[str, Any]]]
@@ -94,7 +94,7 @@ def cifar_wrn28_10(
     cores), base learning rate 0.1 per 128 examples, 1 warmup epoch, step decay by 0.2
     at epochs 60/120/160 of 200, L2 ``l2`` on kernels; crop+flip augmentation.
     """
-    from relbench.train.configs import optimizer_config, parse_arg
+    from relbench.configs import optimizer_config, parse_arg
 
     options = parse_arg(arg)
     batch, epochs, num_train = 512, 200.0, 50_000

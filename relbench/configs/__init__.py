@@ -1,0 +1,29 @@
+"""Experiment configs: loading config files, building their sections, and recipes.
+
+``experiments/*.py`` import the section builders from here; ``relbench.configs.recipes``
+holds the building blocks of the configs that reproduce published recipes.
+"""
+
+from relbench.configs.files import apply_override, load, load_module
+from relbench.configs.sections import (
+    SMOKE_TRAIN,
+    ConfigArg,
+    evaluation_config,
+    method_config,
+    optimizer_config,
+    parse_arg,
+    train_config,
+)
+
+__all__ = [
+    "SMOKE_TRAIN",
+    "ConfigArg",
+    "apply_override",
+    "evaluation_config",
+    "load",
+    "load_module",
+    "method_config",
+    "optimizer_config",
+    "parse_arg",
+    "train_config",
+]
