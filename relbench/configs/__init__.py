@@ -8,16 +8,20 @@ from relbench.configs.files import apply_override, load, load_module
 from relbench.configs.sections import (
     SMOKE_TRAIN,
     ConfigArg,
+    MethodRecipes,
     evaluation_config,
     method_config,
     optimizer_config,
     parse_arg,
+    posthoc_hparams_config,
+    set_method,
     train_config,
 )
 
 __all__ = [
     "SMOKE_TRAIN",
     "ConfigArg",
+    "MethodRecipes",
     "apply_override",
     "evaluation_config",
     "load",
@@ -25,5 +29,7 @@ __all__ = [
     "method_config",
     "optimizer_config",
     "parse_arg",
+    "posthoc_hparams_config",
+    "set_method",
     "train_config",
 ]

@@ -3,19 +3,23 @@
 A config file defines ``get_config(arg)``; ``arg`` is a comma-separated list whose
 first item may name the method and whose other items are flags such as ``smoke``:
 ``experiments/digits_mlp.py:mc_dropout,smoke``. The builders here give each section
-(``config.method``, ``config.optimizer``, ``config.evaluation``, ``config.train``)
-every field its factory takes, with the factory's defaults, so that every field can be
-overridden from the command line and a misspelt one is an error.
+(``config.method``, ``config.optimizer``, ``config.posthoc_hparams``,
+``config.evaluation``, ``config.train``) every field its factory takes, with the
+factory's defaults, so that every field can be overridden from the command line and a
+misspelt one is an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 
 from relbench import methods as methods_lib
+from relbench import posthoc as posthoc_lib
 from relbench.errors import UsageError
 from relbench.train import optimizers
 
@@ -51,17 +55,55 @@ def method_config(name: str, **overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({"name": name, **hparams, **overrides})
 
 
+#: Sub-configs a method recipe may override: ``{"optimizer": {...}, "train": {...}, ...}``.
+MethodRecipes = Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+
+def set_method(
+    config: ml_collections.ConfigDict, method: str, recipes: MethodRecipes
+) -> ml_collections.ConfigDict:
+    """Sets ``config.method`` and applies ``recipes[method]`` (nothing for other methods).
+
+    ``recipes[method]["method"]`` holds hyperparameters of ``relbench.methods.<method>``;
+    every other key names a sub-config (``optimizer``, ``train``, ``model``, ...) whose
+    existing fields it overrides. ``config.model`` names widths and depths only: the
+    method sets layer types, dropout rate and member count.
+    """
+    recipe = dict(recipes.get(method, {}))
+    config.method = method_config(method, **recipe.pop("method", {}))
+    for section, overrides in recipe.items():
+        for key, value in overrides.items():
+            if key not in config[section]:
+                raise UsageError(f"recipe for '{method}' sets unknown key config.{section}.{key}")
+            config[section][key] = value
+    return config
+
+
 def optimizer_config(**overrides) -> ml_collections.ConfigDict:
     """``config.optimizer`` with every field of ``optimizers.make`` present."""
     fields = {
         n: p.default
         for n, p in inspect.signature(optimizers.make).parameters.items()
-        if n != "total_steps"
+        if n not in ("total_steps", "decay_mask")
     }
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise UsageError(f"optimizer has no setting '{unknown[0]}'")
     return ml_collections.ConfigDict({**fields, **overrides})
+
+
+def posthoc_hparams_config(**overrides) -> ml_collections.ConfigDict:
+    """``config.posthoc_hparams``: every post-hoc step's hyperparameters (defaults from
+    its ``make``), keyed by step name, so that ``config.posthoc`` can name any step and
+    each hyperparameter can be overridden; ``overrides`` maps step names to dicts."""
+    steps = {name: posthoc_lib.hyperparameters(name) for name in posthoc_lib.POSTHOC_STEPS.names()}
+    for name, values in overrides.items():
+        posthoc_lib.POSTHOC_STEPS.get(name)
+        unknown = sorted(set(values) - set(steps[name]))
+        if unknown:
+            raise UsageError(f"post-hoc step '{name}' has no hyperparameter '{unknown[0]}'")
+        steps[name].update(values)
+    return ml_collections.ConfigDict(steps)
 
 
 def evaluation_config(**overrides) -> ml_collections.ConfigDict:
@@ -83,9 +125,18 @@ SMOKE_TRAIN = {
 }
 
 
-def train_config(smoke: bool, smoke_epochs: float = 0.5, **settings) -> ml_collections.ConfigDict:
-    """``config.train`` from ``settings``; ``smoke`` trains ``smoke_epochs`` in small batches,
-    logging and checkpointing every few steps (for tests)."""
+def train_config(
+    smoke: bool = False, smoke_epochs: float = 0.5, **settings
+) -> ml_collections.ConfigDict:
+    """``config.train``: every field of the loop's ``LoopSettings`` (its defaults, then
+    ``settings``); ``smoke`` trains ``smoke_epochs`` in small batches, logging and
+    checkpointing every few steps (for tests)."""
+    from relbench.train.loop import LoopSettings
+
+    fields = {f.name: f.default for f in dataclasses.fields(LoopSettings)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise UsageError(f"the loop has no setting config.train.{unknown[0]}")
     if smoke:
         settings.update(SMOKE_TRAIN, num_epochs=smoke_epochs)
-    return ml_collections.ConfigDict(settings)
+    return ml_collections.ConfigDict({**fields, **settings})
