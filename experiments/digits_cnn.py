@@ -28,7 +28,11 @@ from relbench.configs import (
 )
 
 METHOD_RECIPES = {
-    "sngp": {"method": {"kernel_scale": 1.0}},
+    # SWAG collects iterates at a constant learning rate (cosine decay would stop them).
+    "swag": {
+        "method": {"start_fraction": 0.5},
+        "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
+    },
 }
 
 
@@ -42,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         {"name": "cnn", "features": (32, 64), "hidden_size": 128}
     )
     config.optimizer = optimizer_config(
-        name="adam", learning_rate=2e-3, weight_decay=0.0, warmup_steps=0
+        name="adam", learning_rate=1e-2, weight_decay=0.0, warmup_steps=0
     )
     config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
     config.posthoc_hparams = posthoc_hparams_config()

@@ -2,10 +2,10 @@
 
     relbench train --config experiments/heteroscedastic_toy_mlp.py:mc_dropout --workdir runs/toy
 
-``arg``: ``METHOD[,smoke]`` (default ``deterministic``), a method with a
-``likelihood`` hyperparameter; it is set to ``"gaussian"`` (a mean-and-variance head
-and the Gaussian NLL). Metrics: NLL, RMSE, CRPS and interval coverage (in units of
-the target); experiments/diabetes_mlp.py has the diabetes data.
+``arg``: ``METHOD[,smoke]`` (default ``deterministic``): any method, fitting the
+dataset's Gaussian likelihood (a mean-and-variance head and the Gaussian NLL;
+``heteroscedastic`` is refused with its reason). Metrics: NLL, RMSE, CRPS and interval
+coverage (in units of the target); experiments/diabetes_mlp.py has the diabetes data.
 Hardware: one CPU, well under a minute on 2 cores.
 """
 

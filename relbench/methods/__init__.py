@@ -21,6 +21,7 @@ from relbench.methods import (
     mimo,
     rank1,
     sngp,
+    swag,
     variational,
 )
 from relbench.methods.likelihoods import CATEGORICAL, Likelihood
@@ -39,6 +40,7 @@ METHODS = Registry(
         "sngp": sngp.make,
         "variational": variational.make,
         "heteroscedastic": heteroscedastic.make,
+        "swag": swag.make,
     },
 )
 
@@ -55,10 +57,10 @@ UNDEFINED = {
 def make(name: str, likelihood: Likelihood = CATEGORICAL, **hparams: Any) -> Method:
     """The method ``name`` for data of ``likelihood``, with its hyperparameters."""
     METHODS.get(name)  # an unknown name lists the valid ones
-    if "likelihood" in hparams:
+    if not isinstance(likelihood, Likelihood):  # e.g. a name, as methods once took
         raise UsageError(
-            "config.method.likelihood is not a hyperparameter: the dataset's task picks "
-            "the likelihood; remove it"
+            f"likelihood {likelihood!r} is not a likelihood object: the dataset's task "
+            "picks it (relbench.methods.likelihoods.for_task); remove config.method.likelihood"
         )
     why = UNDEFINED.get((name, likelihood.name))
     if why is not None:

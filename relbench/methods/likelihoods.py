@@ -9,8 +9,8 @@ task           likelihood        outputs ``[M, B, K]`` and the log-likelihood of
 =============  ================  =========================================================
 classification ``Categorical``   logits of K classes; targets are the one-hot labels, or
                                  the batch's ``"soft_label"`` distributions where given
-multilabel     ``Bernoulli``     logits of K independent labels; targets ``[B, K]`` in
-                                 {0, 1} (or one-hot integer labels)
+multilabel     ``Bernoulli``     logits of K independent labels; float targets ``[B, K]``
+                                 in {0, 1} (or integer labels, taken one-hot)
 regression     ``Gaussian``      means of O outputs, variances in ``extras["variance"]``;
                                  targets ``[B, O]``
 =============  ================  =========================================================
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,7 @@ ModuleDef = Any
 Batch = dict[str, jax.Array]
 
 
+@runtime_checkable
 class Likelihood(Protocol):
     name: ClassVar[str]
 
@@ -120,8 +121,9 @@ class Bernoulli:
 
     def _targets(self, batch: Batch, num_classes: int) -> jax.Array:
         labels = batch["label"]
-        if labels.ndim == 1 and not jnp.issubdtype(labels.dtype, jnp.floating):
-            return _class_targets(batch, num_classes, self.label_smoothing)  # one-hot
+        # Integer labels are class indices, [B] or per member [M, B] (MIMO): one-hot.
+        if jnp.issubdtype(labels.dtype, jnp.integer):
+            return _class_targets(batch, num_classes, self.label_smoothing)
         targets = labels.astype(jnp.float32)  # [(M,) B, K] in {0, 1}
         return (
             optax.smooth_labels(targets, self.label_smoothing) if self.label_smoothing else targets

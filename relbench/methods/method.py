@@ -8,8 +8,9 @@ functions at fixed points of a run without ever naming a method:
   under this method (applied when the model is built);
 * ``loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples) -> (loss,
   (collections, metrics))``, differentiated w.r.t. ``variables["params"]`` in every step;
-* ``optimizer``: ``tx -> tx``, wraps the run's optax optimizer; trajectory methods (SWA,
-  SWAG, EMA) keep their moments in the wrapper's state;
+* ``optimizer``: ``(tx, total_steps) -> tx``, wraps the run's optax optimizer; trajectory
+  methods (SWA, SWAG, EMA, snapshot ensembles) keep their moments in the wrapper's state
+  and schedule what they collect by the run's length;
 * ``on_epoch_start``: ``TrainState -> TrainState`` at the start of every epoch (jitted);
 * ``after_training(apply_fn, state, data, key) -> state``: once after the last step and
   before evaluation, its result checkpointed; ``data(split)`` yields global batches of
@@ -108,8 +109,11 @@ def keep_layers(layers: LayerTypes) -> LayerTypes:
     return layers
 
 
-def keep_optimizer(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+def keep_optimizer(
+    tx: optax.GradientTransformation, total_steps: int
+) -> optax.GradientTransformation:
     """The run's optimizer, unwrapped."""
+    del total_steps  # nothing to schedule
     return tx
 
 
@@ -120,7 +124,7 @@ class Method:
     layers: Callable[[LayerTypes], LayerTypes] = keep_layers
     mutable: tuple[str, ...] = ("batch_stats",)
     rng_streams: tuple[str, ...] = ("dropout",)
-    optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] = (
+    optimizer: Callable[[optax.GradientTransformation, int], optax.GradientTransformation] = (
         keep_optimizer
     )
     on_epoch_start: Callable[[Any], Any] | None = None

@@ -49,6 +49,7 @@ from relbench.methods.precise_bn import BATCH_STATS, precise_batch_norm
 from relbench.registry import check_kwargs
 from relbench.train import determinism, evaluation, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints, Stages
+from relbench.train.evaluation import EvaluationSettings
 from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
@@ -93,8 +94,9 @@ class Experiment:
     settings: LoopSettings
     total_steps: int
     seed: int
-    evaluation: evaluation.EvaluationSettings = evaluation.EvaluationSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
     posthoc: tuple[PosthocEntry, ...] = ()
+    method_config: dict = dataclasses.field(default_factory=dict)  # name and hparams
 
 
 def build_model(config_model: ml_collections.ConfigDict, method, num_classes: int):
@@ -149,15 +151,21 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     settings = LoopSettings(**config.train)
     dataset = data_lib.make(**config.dataset)
     likelihood = likelihoods.for_task(dataset.task)
+    if "likelihood" in config.method:
+        raise UsageError(
+            "config.method.likelihood is not a hyperparameter: the dataset's task picks "
+            "the likelihood; remove it"
+        )
     method = methods_lib.make(likelihood=likelihood, **config.method)
     model = build_model(config.model, method, dataset.num_classes)
     total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
     optimizer = method.optimizer(
-        optimizers.make(total_steps=total_steps, decay_mask=method.decay_mask, **config.optimizer)
+        optimizers.make(total_steps=total_steps, decay_mask=method.decay_mask, **config.optimizer),
+        total_steps,
     )
     # A config without an evaluation suite evaluates the dataset's own sets only.
     evaluation_kwargs = dict(config.evaluation) if "evaluation" in config else {}
-    check_kwargs(evaluation.EvaluationSettings, evaluation_kwargs, "config.evaluation", "the loop")
+    check_kwargs(EvaluationSettings, evaluation_kwargs, "config.evaluation", "the loop")
     return Experiment(
         dataset,
         likelihood,
@@ -167,8 +175,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         settings,
         total_steps,
         config.seed,
-        evaluation.EvaluationSettings(**evaluation_kwargs),
+        EvaluationSettings(**evaluation_kwargs),
         build_posthoc(config, dataset),
+        config.method.to_dict(),
     )
 
 
@@ -184,6 +193,18 @@ def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
             f"cannot write to workdir '{path}' ({error.strerror}); choose a writable --workdir"
         ) from None
     return path
+
+
+def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """``config.json``; a different one already there (a run resumed with changes) is
+    kept as ``config.<i>.json``, the lowest free ``i``."""
+    path, text = workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
+    if path.exists() and path.read_text() != text:
+        index = 1
+        while (workdir / f"config.{index}.json").exists():
+            index += 1
+        path.replace(workdir / f"config.{index}.json")
+    path.write_text(text)
 
 
 def named_key(key: jax.Array, name: str) -> jax.Array:
@@ -465,6 +486,7 @@ def after_training_settings(exp: Experiment) -> dict:
     """The settings the after-training stage is saved with (and must match)."""
     settings = exp.settings
     return {
+        "method": exp.method_config,
         "precise_batch_norm": settings.precise_batch_norm,
         "refit_batches": settings.refit_batches,
     }
@@ -491,6 +513,8 @@ def finish_training(exp, state, stages: Stages, mesh, train_key):
             "the method's after_training returned a state of another structure than the "
             "one it got; declare what it fits with Method.init_fitted"
         )
+    # Whatever sharding XLA gave the new leaves, the state keeps the loop's shardings.
+    finished = jax.device_put(finished, jax.tree.map(lambda leaf: leaf.sharding, state))
     stages.save("after_training", finished, settings)
     return finished
 
@@ -559,7 +583,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     sharding.check_batch_size(settings.eval_batch_size, "config.train.eval_batch_size")
     is_writer = jax.process_index() == 0
     if is_writer:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+        write_config(workdir, config)
 
     mesh = sharding.data_mesh(settings.model_axis_size)
     replicated = sharding.replicated(mesh)

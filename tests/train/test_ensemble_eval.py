@@ -51,7 +51,7 @@ def test_ensemble_metrics_equal_sklearn_on_the_mean_member_softmax(runs):
     for run_dir in runs:
         run = load_run(run_dir, mesh)
         logits, _ = run.exp.method.predict_fn(
-            run.exp.model.apply, run.state.variables, data["input"], run.eval_key
+            run.exp.model.apply, run.state, data["input"], run.eval_key
         )
         probs.append(np.asarray(jax.nn.softmax(logits), np.float64))  # [M_i, N, K]
     mean = np.concatenate(probs).mean(0)  # 1 + 4 members
