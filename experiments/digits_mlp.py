@@ -34,6 +34,11 @@ METHOD_RECIPES = {
         "method": {"kernel_scale": 0.25},
         "optimizer": {"name": "adam", "learning_rate": 2e-3, "weight_decay": 0.0},
     },
+    # SWAG collects iterates at a constant learning rate (cosine decay would stop them).
+    "swag": {
+        "method": {"start_fraction": 0.5},
+        "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
+    },
 }
 
 

@@ -27,6 +27,11 @@ METHOD_RECIPES = {
     # length scale of 0.1 lets the GP's mean fall to zero (and the variance rise to the
     # prior) within a moon's width of the data.
     "sngp": {"method": {"kernel_scale": 0.1}},
+    # SWAG collects iterates at a constant learning rate (cosine decay would stop them).
+    "swag": {
+        "method": {"start_fraction": 0.5},
+        "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
+    },
 }
 
 

@@ -68,21 +68,6 @@ class LossFn(Protocol):
     ) -> tuple[jax.Array, tuple[dict, dict]]: ...
 
 
-class TrainStateLike(Protocol):
-    """What a method sees of the loop's ``TrainState`` (``relbench.train.state``)."""
-
-    step: jax.Array
-    params: Any
-    opt_state: Any
-    collections: dict[str, Any]
-    fitted: Any
-
-    @property
-    def variables(self) -> dict[str, Any]: ...
-
-    def replace(self, **changes: Any) -> Any: ...
-
-
 class PredictFn(Protocol):
     def __call__(
         self, apply_fn: ApplyFn, state: Any, inputs: jax.Array, key: jax.Array
@@ -98,6 +83,16 @@ class SplitData(Protocol):
     """
 
     def __call__(self, split: str) -> Iterator[dict[str, jax.Array]]: ...
+
+
+class LayersFn(Protocol):
+    def __call__(self, layers: LayerTypes) -> LayerTypes: ...
+
+
+class OptimizerWrapper(Protocol):
+    def __call__(
+        self, tx: optax.GradientTransformation, total_steps: int
+    ) -> optax.GradientTransformation: ...
 
 
 class AfterTraining(Protocol):
@@ -121,12 +116,10 @@ def keep_optimizer(
 class Method:
     loss_fn: LossFn
     predict_fn: PredictFn
-    layers: Callable[[LayerTypes], LayerTypes] = keep_layers
+    layers: LayersFn = keep_layers
     mutable: tuple[str, ...] = ("batch_stats",)
     rng_streams: tuple[str, ...] = ("dropout",)
-    optimizer: Callable[[optax.GradientTransformation, int], optax.GradientTransformation] = (
-        keep_optimizer
-    )
+    optimizer: OptimizerWrapper = keep_optimizer
     on_epoch_start: Callable[[Any], Any] | None = None
     after_training: AfterTraining | None = None
     init_inputs: Callable[[jax.Array], jax.Array] | None = None

@@ -405,8 +405,8 @@ def set_outputs(exp: Experiment, state, predict, split: str, key: jax.Array, mes
 def fit_posthoc(exp: Experiment, state, predict, eval_key: jax.Array, mesh) -> list[Any]:
     """Fits every post-hoc step, in order, on its predecessors' outputs of its split.
 
-    Each split is predicted once (with the evaluation key of that set), whatever the
-    number of steps that fit on it.
+    Each split is predicted once (with a key of its own, apart from the evaluation's),
+    whatever the number of steps that fit on it.
     """
     fitted, cache = [], {}
     replicated = sharding.replicated(mesh)

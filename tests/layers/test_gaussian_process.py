@@ -97,17 +97,22 @@ def test_momentum_precision_update_is_the_moving_average_of_batch_means():
     np.testing.assert_allclose(trained[LAPLACE]["precision"], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_per_class_precision_gives_one_laplace_precision_per_class():
-    ridge = 1.0
-    head = _head(ridge=ridge, precision="per_class", link="softmax")
-    x, test_x = _data(7, 10), _data(8, 5)
+def _per_class_head(link, seed, ridge=1.0):
+    """A per-class GP head with random output weights (so that the Hessian weights differ
+    between classes), trained on one batch: ``(head, variables, trained, x, kernel)``."""
+    head = _head(ridge=ridge, precision="per_class", link=link)
+    x = _data(seed, 10)
     variables = head.init(jax.random.key(0), x, train=False)
-    # Non-zero output weights, so the per-class Hessian weights differ between classes.
-    kernel = jax.random.normal(jax.random.key(9), (F, K))
+    kernel = jax.random.normal(jax.random.key(seed + 1), (F, K))
     variables = {**variables, "params": {**variables["params"], "output": {
         "kernel": kernel, "bias": jnp.zeros(K)}}}  # fmt: skip
-    trained = _train_on(head, variables, [x])
+    return head, variables, _train_on(head, variables, [x]), x, kernel
 
+
+def test_per_class_precision_gives_one_laplace_precision_per_class():
+    ridge = 1.0
+    head, variables, trained, x, kernel = _per_class_head("softmax", 7, ridge)
+    test_x = _data(8, 5)
     phi = _features(head, variables, x)
     logits = phi @ np.asarray(kernel, np.float64)
     expected = np.stack([ridge * np.eye(F)] * K)
@@ -142,14 +147,7 @@ def test_sigmoid_hessian_weights_are_p_times_one_minus_p():
 
 def test_sigmoid_link_weighs_each_class_precision_by_its_own_sigmoid():
     ridge = 1.0
-    head = _head(ridge=ridge, precision="per_class", link="sigmoid")
-    x = _data(14, 10)
-    variables = head.init(jax.random.key(0), x, train=False)
-    kernel = jax.random.normal(jax.random.key(15), (F, K))
-    variables = {**variables, "params": {**variables["params"], "output": {
-        "kernel": kernel, "bias": jnp.zeros(K)}}}  # fmt: skip
-    trained = _train_on(head, variables, [x])
-
+    head, variables, trained, x, kernel = _per_class_head("sigmoid", 14, ridge)
     phi = _features(head, variables, x)
     p = 1.0 / (1.0 + np.exp(-(phi @ np.asarray(kernel, np.float64))))  # [N, K]
     expected = np.stack([ridge * np.eye(F)] * K)

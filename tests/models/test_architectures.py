@@ -14,6 +14,7 @@ from relbench import methods, models
 from relbench.models.resnet import pad_shortcut
 from relbench.models.vit import dot_product_attention
 from relbench.train.state import TrainState
+from tests.models.tiny import TINY, tiny_inputs
 
 
 def num_params(model, input_shape, dtype=jnp.float32):
@@ -69,18 +70,6 @@ def test_cifar_resnets_have_the_published_parameter_counts(depth, published):
     assert round(count / 1e6, 2) == published
 
 
-TINY = {
-    "resnet_cifar": ({"depth": 8, "width": 4}, (16, 16, 3)),
-    "resnet": ({"stage_sizes": (1, 1), "width": 4}, (32, 32, 3)),
-    "wide_resnet": ({"depth": 10, "width_multiplier": 1}, (16, 16, 3)),
-    "vit": (
-        {"patch_size": 4, "hidden_size": 8, "num_layers": 1, "num_heads": 2, "mlp_dim": 8},
-        (16, 16, 3),
-    ),
-    "lstm": ({"vocab_size": 20, "embed_dim": 4, "hidden_size": 6}, (7,)),
-}
-
-
 def tiny_layers(name, **changes):
     """Model ``name``'s default layer types with ``changes``."""
     return dataclasses.replace(models.default_layers(name), **changes)
@@ -99,13 +88,6 @@ def init_train_state(method, model, init_inputs):
         collections=variables,
         fitted=fitted,
     )
-
-
-def tiny_inputs(name, batch):
-    _, shape = TINY[name]
-    if name == "lstm":
-        return jax.random.randint(jax.random.key(1), (batch, *shape), 0, 20)
-    return jax.random.normal(jax.random.key(1), (batch, *shape))
 
 
 @pytest.mark.parametrize("method_name", methods.METHODS.names())

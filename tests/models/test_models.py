@@ -12,6 +12,7 @@ from relbench import models
 from relbench.layers import DenseHead, MCDropout, independent_members
 from relbench.layers.members import split_members
 from relbench.models import LayerTypes
+from tests.models.tiny import TINY
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3)])
@@ -87,18 +88,6 @@ class RecordingHead(DenseHead):
 
 
 M = 2
-TINY = {
-    "mlp": ({"hidden_sizes": (8, 6)}, (5,)),
-    "cnn": ({"features": (4, 8), "hidden_size": 6}, (8, 8, 1)),
-    "resnet_cifar": ({"depth": 8, "width": 4}, (16, 16, 3)),
-    "resnet": ({"stage_sizes": (1, 1), "width": 4}, (32, 32, 3)),
-    "wide_resnet": ({"depth": 10, "width_multiplier": 1}, (16, 16, 3)),
-    "vit": (
-        {"patch_size": 4, "hidden_size": 8, "num_layers": 1, "num_heads": 2, "mlp_dim": 8},
-        (16, 16, 3),
-    ),
-    "lstm": ({"vocab_size": 20, "embed_dim": 4, "hidden_size": 6}, (7,)),
-}
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
