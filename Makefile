@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine with python3 (>= 3.11) and pip:
 #   make run    trains + evaluates every method on the embedded sets, then writes a report
 #   make test   runs the test suite
-# Each creates .venv from the pinned, tested set (requirements*.lock) on first use.
+# Each creates .venv from the pinned, tested set (requirements*.lock) on first use;
+# `make test` first runs the linter, the format check and the type checker (`make lint`).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,13 +22,15 @@ venv: $(VENV)/.installed
 run: venv
 	$(VENV)/bin/relbench benchmark --workdir $(WORKDIR)
 
-test: venv
-	$(VENV)/bin/ruff check relbench tests experiments benchmarks examples
+SOURCES := relbench tests experiments benchmarks examples
+
+test: lint
 	$(PY) -m pytest -q -n 2
 
 lint: venv
-	$(VENV)/bin/ruff check relbench tests experiments benchmarks examples
-	$(VENV)/bin/ruff format --check relbench tests experiments benchmarks
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(VENV)/bin/pyrefly check
 
 clean:
 	rm -rf $(VENV) runs

@@ -10,7 +10,9 @@
   same FLOPs up to BatchEnsemble's elementwise products and the input gradient of its
   first layer (``alpha``'s gradient needs it; a deterministic network never computes
   it). Target: ratio <= 1.2. The FLOP ratio of the two steps (XLA's cost analysis) is
-  printed beside it: the ratio a purely compute-bound step would show.
+  printed beside it: the ratio a purely compute-bound step would show. Its convolutions
+  fold ``alpha`` into per-member kernels on CPU, where that is faster, and not
+  elsewhere (``--[no-]fold-conv-alpha`` to choose; the method's default is not to fold).
 * parameter counts of every ensemble method on the same model.
 
 Every step is the loop's step (``value_and_grad`` of the method's ``loss_fn``, then the
@@ -63,12 +65,19 @@ class Variant:
     def __init__(self, name, method_name, model_kwargs, batch, key, **hparams):
         self.name = name
         self.method = methods.make(method_name, **hparams)
-        model_cls = models.MODELS.get(model_kwargs["name"])
         fields = {k: v for k, v in model_kwargs.items() if k != "name"}
-        accepted = model_cls.__dataclass_fields__
-        extra = {k: v for k, v in self.method.model_kwargs.items() if k in accepted}
-        self.model = model_cls(**fields, **extra)
-        self.optimizer = optimizers.make(total_steps=1000, learning_rate=0.01, weight_decay=1e-4)
+        layers = self.method.layers(models.default_layers(model_kwargs["name"]))
+        self.model = models.make(model_kwargs["name"], **fields, layers=layers)
+        total_steps = 1000
+        self.optimizer = self.method.optimizer(
+            optimizers.make(
+                total_steps=total_steps,
+                decay_mask=self.method.decay_mask,
+                learning_rate=0.01,
+                weight_decay=1e-4,
+            ),
+            total_steps,
+        )
         dummy = batch["input"][:1]
         if self.method.init_inputs is not None:
             dummy = self.method.init_inputs(dummy)
@@ -129,9 +138,12 @@ def main() -> None:
         "--fold-conv-alpha",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="batchensemble.fold_conv_alpha (default: fold on CPU only)",
+        help="batchensemble.fold_conv_alpha (default: fold on CPU only, where folding is "
+        "faster; the method's own default is not to fold)",
     )
     args = parser.parse_args()
+    if args.fold_conv_alpha is None:
+        args.fold_conv_alpha = jax.default_backend() == "cpu"
 
     m, b = args.ensemble_size, args.batch_size
     if args.model == "cnn":

@@ -27,9 +27,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from relbench import data
+from relbench import configs, data
 from relbench.models import MLP
-from relbench.train import configs
 from relbench.train.loop import (
     build,
     init_state,

@@ -38,6 +38,7 @@ import PIL.Image
 
 from relbench import data, methods, models
 from relbench.data.tfds import load_in_memory
+from relbench.methods import likelihoods
 from relbench.train import optimizers, sharding
 from relbench.train.loop import Experiment, LoopSettings, init_state, make_train_step
 
@@ -54,12 +55,24 @@ PEAK_FLOPS = {"H100": 494.7e12, "H200": 494.7e12, "A100": 156e12}
 
 
 def experiment(arch: str, method_name: str, dataset: data.Dataset, batch: int) -> Experiment:
+    """The loop's experiment (``relbench.train.loop.build``) for one backbone and method."""
     name, kwargs = ARCHITECTURES[arch]
-    method = methods.make(method_name)
-    model = models.make(name, num_classes=dataset.num_classes, **kwargs, **method.model_kwargs)
-    optimizer = optimizers.make(total_steps=10_000, learning_rate=0.1, weight_decay=5e-4)
+    likelihood = likelihoods.for_task(dataset.task)
+    method = methods.make(method_name, likelihood=likelihood)
+    layers = method.layers(models.default_layers(name))
+    model = models.make(name, num_classes=dataset.num_classes, **kwargs, layers=layers)
+    total_steps = 10_000
+    optimizer = method.optimizer(
+        optimizers.make(
+            total_steps=total_steps,
+            decay_mask=method.decay_mask,
+            learning_rate=0.1,
+            weight_decay=5e-4,
+        ),
+        total_steps,
+    )
     settings = LoopSettings(global_batch_size=batch)
-    return Experiment(dataset, method, model, optimizer, settings, 10_000, 0)
+    return Experiment(dataset, likelihood, method, model, optimizer, settings, total_steps, 0)
 
 
 def step_flops(exp: Experiment, *args) -> float:

@@ -36,7 +36,7 @@ References:
 
 import ml_collections
 
-from relbench.train.recipes import cifar_wrn28_10, decay_fractions, scaled_learning_rate
+from relbench.configs.recipes import cifar_wrn28_10, decay_fractions, scaled_learning_rate
 
 METHOD_RECIPES = {
     "mc_dropout": {"method": {"dropout_rate": 0.1}},

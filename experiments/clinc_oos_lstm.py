@@ -25,8 +25,14 @@ References:
 
 import ml_collections
 
-from relbench.train.configs import optimizer_config, parse_arg
-from relbench.train.recipes import set_method, smoke_train_settings
+from relbench.configs import (
+    optimizer_config,
+    parse_arg,
+    posthoc_hparams_config,
+    set_method,
+    train_config,
+)
+from relbench.configs.recipes import smoke_train_settings
 
 METHOD_RECIPES = {
     "mc_dropout": {"method": {"dropout_rate": 0.1}},
@@ -59,16 +65,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = optimizer_config(
         name="adam", learning_rate=1e-3, schedule_kind="cosine", grad_clip_norm=1.0
     )
-    config.train = ml_collections.ConfigDict(
-        {
-            "global_batch_size": 64,
-            "num_epochs": 20.0,
-            "log_every_steps": 50,
-            "checkpoint_every_steps": 500,
-            "max_checkpoints_to_keep": 2,
-            "eval_batch_size": 512,
-        }
+    config.train = train_config(
+        global_batch_size=64,
+        num_epochs=20.0,
+        log_every_steps=50,
+        checkpoint_every_steps=500,
+        max_checkpoints_to_keep=2,
+        eval_batch_size=512,
     )
+    config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
+    config.posthoc_hparams = posthoc_hparams_config()
     set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
         config.dataset.mock_num_examples = 32

@@ -17,8 +17,29 @@ runs ``sweep()``: 8 quasi-random (Halton) points, each with 2 seeds.
 
 import ml_collections
 
+from relbench.configs import (
+    evaluation_config,
+    optimizer_config,
+    parse_arg,
+    posthoc_hparams_config,
+    set_method,
+    train_config,
+)
 from relbench.sweeps import halton
-from relbench.train.configs import evaluation_config, method_config, optimizer_config, parse_arg
+
+METHOD_RECIPES = {
+    # An RBF length scale matched to the spectral-normalized features' scale; the GP
+    # head's small random features train faster with adam.
+    "sngp": {
+        "method": {"kernel_scale": 0.25},
+        "optimizer": {"name": "adam", "learning_rate": 2e-3, "weight_decay": 0.0},
+    },
+    # SWAG collects iterates at a constant learning rate (cosine decay would stop them).
+    "swag": {
+        "method": {"start_fraction": 0.5},
+        "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
+    },
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -29,34 +50,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset = ml_collections.ConfigDict({"name": "digits", "held_out_classes": (8, 9)})
     # Only the widths: methods set the layer types, dropout rate and member count.
     config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (256, 256)})
-    # sngp: an RBF length scale matched to the spectral-normalized features' scale.
-    overrides = {"kernel_scale": 0.25} if options.method == "sngp" else {}
-    config.method = method_config(options.method, **overrides)
     config.optimizer = optimizer_config(
         name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, warmup_steps=20
     )
-    if options.method == "sngp":  # the GP head's small random features train faster with adam
-        config.optimizer.update(name="adam", learning_rate=2e-3, weight_decay=0.0)
-    config.train = ml_collections.ConfigDict(
-        {
-            "global_batch_size": 64,
-            "num_epochs": 30.0,
-            "log_every_steps": 50,
-            "checkpoint_every_steps": 200,
-            "max_checkpoints_to_keep": 2,
-            "eval_batch_size": 256,
-            "deterministic_ops": False,  # True: XLA's deterministic GPU kernels
-        }
+    # Post-hoc steps after training, e.g. ("temperature_scaling",): fitted on validation.
+    config.posthoc = ()
+    config.posthoc_hparams = posthoc_hparams_config()
+    config.train = train_config(
+        options.smoke,
+        global_batch_size=64,
+        num_epochs=30.0,
+        log_every_steps=50,
+        checkpoint_every_steps=200,
+        max_checkpoints_to_keep=2,
+        eval_batch_size=256,
+        deterministic_ops=False,  # True: XLA's deterministic GPU kernels
     )
     # Every corruption x severity of the test set (`digits_c`), each OOD set pooled with
     # the test set for detection metrics.
     config.evaluation = evaluation_config(shift_suite="digits_c")
+    set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
-        config.train.num_epochs = 0.5
-        config.train.log_every_steps = 2
-        config.train.checkpoint_every_steps = 4
-        config.train.global_batch_size = 32
-        config.train.eval_batch_size = 64
         config.model.hidden_sizes = (32,)
         config.evaluation.corruptions = ("gaussian_noise", "contrast")
         config.evaluation.severities = (1, 5)

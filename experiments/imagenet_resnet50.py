@@ -38,11 +38,16 @@ References:
 
 import ml_collections
 
-from relbench.train.configs import optimizer_config, parse_arg
-from relbench.train.recipes import (
+from relbench.configs import (
+    optimizer_config,
+    parse_arg,
+    posthoc_hparams_config,
+    set_method,
+    train_config,
+)
+from relbench.configs.recipes import (
     decay_fractions,
     scaled_learning_rate,
-    set_method,
     smoke_train_settings,
     warmup_steps,
 )
@@ -88,23 +93,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         learning_rate=scaled_learning_rate(0.1, BATCH, 256),
         momentum=0.9,
         nesterov=True,
-        weight_decay=2 * 1e-4,  # L2 1e-4 in the loss (see relbench.train.recipes)
+        weight_decay=2 * 1e-4,  # L2 1e-4 in the loss (see relbench.configs.recipes)
         schedule_kind="step",
         warmup_steps=warmup_steps(5, NUM_TRAIN, BATCH),
         decay_epochs_fraction=decay_fractions((30, 60, 80), EPOCHS),
         decay_factor=0.1,
     )
-    config.train = ml_collections.ConfigDict(
-        {
-            "global_batch_size": BATCH,
-            "num_epochs": EPOCHS,
-            "log_every_steps": 100,
-            "checkpoint_every_steps": 1000,
-            "max_checkpoints_to_keep": 2,
-            "data_threads": 16,  # decoding and augmenting on grain threads
-            "eval_batch_size": 1024,
-        }
+    config.train = train_config(
+        global_batch_size=BATCH,
+        num_epochs=EPOCHS,
+        log_every_steps=100,
+        checkpoint_every_steps=1000,
+        max_checkpoints_to_keep=2,
+        data_threads=16,  # decoding and augmenting on grain threads
+        eval_batch_size=1024,
     )
+    config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
+    config.posthoc_hparams = posthoc_hparams_config()
     set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
         config.dataset.mock_num_examples = 32

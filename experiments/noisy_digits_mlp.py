@@ -11,9 +11,19 @@ benchmarks/heteroscedastic_label_noise.py (deterministic vs heteroscedastic).
 
 import ml_collections
 
-from relbench.train.configs import method_config, optimizer_config, parse_arg, train_config
+from relbench.configs import (
+    optimizer_config,
+    parse_arg,
+    posthoc_hparams_config,
+    set_method,
+    train_config,
+)
 
-HETEROSCEDASTIC = {"num_factors": 3, "train_mc_samples": 32, "test_mc_samples": 256}
+METHOD_RECIPES = {
+    "heteroscedastic": {
+        "method": {"num_factors": 3, "train_mc_samples": 32, "test_mc_samples": 256}
+    },
+}
 
 
 def sweep() -> list[dict[str, float]]:
@@ -32,9 +42,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         {"name": "noisy_digits", "max_noise_rate": 0.45, "num_raters": 0}
     )
     config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (256, 256)})
-    overrides = HETEROSCEDASTIC if options.method == "heteroscedastic" else {}
-    config.method = method_config(options.method, **overrides)
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
+    config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
+    config.posthoc_hparams = posthoc_hparams_config()
     config.train = train_config(
         options.smoke,
         global_batch_size=64,
@@ -44,6 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         max_checkpoints_to_keep=2,
         eval_batch_size=256,
     )
+    set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
         config.model.hidden_sizes = (32,)
     config.lock()

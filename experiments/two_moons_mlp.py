@@ -13,7 +13,26 @@ type, dropout rate and member count. Hardware: one CPU, well under a minute.
 
 import ml_collections
 
-from relbench.train.configs import evaluation_config, method_config, optimizer_config, parse_arg
+from relbench.configs import (
+    evaluation_config,
+    optimizer_config,
+    parse_arg,
+    posthoc_hparams_config,
+    set_method,
+    train_config,
+)
+
+METHOD_RECIPES = {
+    # The hidden features of a spectral-normalized MLP are on a small scale: an RBF
+    # length scale of 0.1 lets the GP's mean fall to zero (and the variance rise to the
+    # prior) within a moon's width of the data.
+    "sngp": {"method": {"kernel_scale": 0.1}},
+    # SWAG collects iterates at a constant learning rate (cosine decay would stop them).
+    "swag": {
+        "method": {"start_fraction": 0.5},
+        "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
+    },
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -22,25 +41,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     config.dataset = ml_collections.ConfigDict({"name": "two_moons", "plot_resolution": 100})
     config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (128, 128, 128)})
-    # The hidden features of a spectral-normalized MLP are on a small scale: an RBF
-    # length scale of 0.1 lets the GP's mean fall to zero (and the variance rise to the
-    # prior) within a moon's width of the data.
-    overrides = {"kernel_scale": 0.1} if options.method == "sngp" else {}
-    config.method = method_config(options.method, **overrides)
     config.optimizer = optimizer_config(
         name="adam", learning_rate=1e-3, weight_decay=1e-4, schedule_kind="cosine"
     )
-    config.train = ml_collections.ConfigDict(
-        {
-            "global_batch_size": 128,
-            "num_epochs": 100.0,
-            "log_every_steps": 100,
-            "checkpoint_every_steps": 400,
-            "max_checkpoints_to_keep": 1,
-            "eval_batch_size": 512,
-        }
+    config.posthoc = ()  # post-hoc steps need a validation set, which two moons has not
+    config.posthoc_hparams = posthoc_hparams_config()
+    config.train = train_config(
+        global_batch_size=128,
+        num_epochs=100.0,
+        log_every_steps=100,
+        checkpoint_every_steps=400,
+        max_checkpoints_to_keep=1,
+        eval_batch_size=512,
     )
     config.evaluation = evaluation_config()
+    set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
         config.train.num_epochs = 1.0
         config.train.log_every_steps = 4

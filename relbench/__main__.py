@@ -1,5 +1,5 @@
 """``python -m relbench COMMAND ...`` is ``relbench COMMAND ...`` (used to spawn workers)."""
 
-from relbench.train.cli import main
+from relbench.cli.main import main
 
 main()

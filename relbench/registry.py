@@ -14,11 +14,18 @@ from relbench.errors import UsageError
 
 
 class Registry:
-    """Factories of one kind (``"model"``, ``"method"``...) by name."""
+    """Factories of one kind (``"model"``, ``"method"``...) by name.
 
-    def __init__(self, kind: str, factories: Mapping[str, Callable[..., Any]]):
+    ``section`` names the config section a factory's keyword arguments come from, for
+    error messages (``{name}`` is the factory's name); ``kind`` by default.
+    """
+
+    def __init__(
+        self, kind: str, factories: Mapping[str, Callable[..., Any]], section: str | None = None
+    ):
         self.kind = kind
         self.factories = dict(factories)
+        self.section = section or kind
 
     def names(self) -> list[str]:
         return sorted(self.factories)
@@ -33,7 +40,8 @@ class Registry:
     def make(self, name: str, **kwargs: Any) -> Any:
         """Calls the named factory; an unknown keyword argument is a UsageError naming it."""
         factory = self.get(name)
-        check_kwargs(factory, kwargs, f"config.{self.kind}", f"{self.kind} '{name}'")
+        where = f"config.{self.section.format(name=name)}"
+        check_kwargs(factory, kwargs, where, f"{self.kind} '{name}'")
         return factory(**kwargs)
 
 

@@ -15,6 +15,12 @@ outputs, the dataset's ``num_classes``), and the variance in its extras as
 ``[M, B, O]`` variance, and the predictive distribution is the equal-weight mixture
 of the M member Gaussians (``relbench.metrics.regression``).
 
+The mean comes from a location head ``loc`` (a dense head by default). Where that head
+reports its own uncertainty about the mean, a variance ``v(x)`` in its extras (the
+posterior variance of a Gaussian-process head, as in SNGP), the predictive variance is
+the sum ``sigma^2(x) + v(x)`` of the noise and the mean's variance, and ``v(x)`` is kept
+as ``extras["mean_variance"]``.
+
 References:
   [1] Nix, Weigend. Estimating the Mean and Variance of the Target Probability
       Distribution. ICNN 1994. https://doi.org/10.1109/ICNN.1994.374138
@@ -24,11 +30,14 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from relbench.layers.heads import DenseHead
 
 ModuleDef = Any
 
@@ -45,21 +54,28 @@ class GaussianHead(nn.Module):
       num_outputs: O (a model passes its ``num_classes``).
       heteroscedastic: an input-dependent variance; False learns one variance per output.
       min_variance: the variance floor.
-      dense: the dense layer type (for both the mean and the variance).
+      loc: the head of the mean, ``loc(num_outputs)(features, train=...) -> (mean,
+        extras)``; None: a dense head made of ``dense``.
+      dense: the dense layer type of the variance (and of the default mean head).
     """
 
     num_outputs: int
     heteroscedastic: bool = True
     min_variance: float = 1e-6
+    loc: ModuleDef | None = None
     dense: ModuleDef = nn.Dense
 
     @nn.compact
     def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
-        del train  # the head is the same map in training and evaluation.
-        mean = self.dense(self.num_outputs, name="mean")(features)
+        loc = functools.partial(DenseHead, dense=self.dense) if self.loc is None else self.loc
+        mean, extras = loc(self.num_outputs, name="mean")(features, train=train)
         if self.heteroscedastic:
             raw = self.dense(self.num_outputs, name="variance")(features)
         else:
             raw = self.param("variance", nn.initializers.zeros, (self.num_outputs,))
             raw = jnp.broadcast_to(raw, mean.shape)  # [O] -> [N, O]
-        return mean, {"variance": positive_variance(raw, self.min_variance)}
+        variance = positive_variance(raw, self.min_variance)
+        if "variance" in extras:  # the location head's own variance of the mean
+            extras = {**extras, "mean_variance": extras["variance"]}
+            variance = variance + extras["variance"]
+        return mean, {**extras, "variance": variance}

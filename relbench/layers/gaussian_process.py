@@ -14,13 +14,15 @@ per-example weights ``w_i``,
 
     P = s I + sum_i w_i phi_i phi_i^T,      Sigma = s P^{-1}.
 
-* Gaussian likelihood (``w_i = 1``; one covariance shared by every class, as in the
-  reference implementation [2]). Then ``Sigma`` is *exactly* the posterior covariance of
-  a GP with kernel ``k(x, x') = phi(x)^T phi(x')`` and noise variance ``s``: by the
-  push-through identity, ``phi_*^T Sigma phi_* = k_** - k_*^T (K + s I)^{-1} k_*`` [4].
-* Softmax likelihood (one precision per class): the diagonal blocks of the Hessian of
-  the softmax cross-entropy give ``w_ik = p_ik (1 - p_ik)`` with ``p_i = softmax(g(x_i))``,
-  so ``P_k = s I + sum_i p_ik (1 - p_ik) phi_i phi_i^T`` (with ``s = 1``: the Laplace
+* Shared precision (``w_i = 1``; one covariance shared by every class, as in the
+  reference implementation [2]: the Laplace posterior of a Gaussian likelihood). Then
+  ``Sigma`` is *exactly* the posterior covariance of a GP with kernel
+  ``k(x, x') = phi(x)^T phi(x')`` and noise variance ``s``: by the push-through identity,
+  ``phi_*^T Sigma phi_* = k_** - k_*^T (K + s I)^{-1} k_*`` [4].
+* Per-class precision: the diagonal blocks of the Hessian of the cross-entropy give
+  ``w_ik = p_ik (1 - p_ik)``, with ``p_i = softmax(g(x_i))`` (the ``"softmax"`` link) or
+  ``p_ik = sigmoid(g_k(x_i))`` (``"sigmoid"``, independent labels), so
+  ``P_k = s I + sum_i p_ik (1 - p_ik) phi_i phi_i^T`` (with ``s = 1``: the Laplace
   posterior of [1], Eq. 9, for each class).
 
 ``P`` starts at ``s I`` and is updated in training from each *global* batch ``B``:
@@ -69,7 +71,8 @@ from relbench.errors import UsageError
 from relbench.layers.random_features import RandomFourierFeatures
 
 LAPLACE = "laplace"
-LIKELIHOODS = ("gaussian", "softmax")
+PRECISIONS = ("shared", "per_class")
+LINKS = ("softmax", "sigmoid")
 PROBIT_MEAN_FIELD_FACTOR = math.pi / 8  # lambda of the probit approximation [5]
 
 _HIGHEST = lax.Precision.HIGHEST
@@ -87,9 +90,10 @@ def reset_precision(precision: jax.Array, ridge: float) -> jax.Array:
     return jnp.broadcast_to(eye, precision.shape)
 
 
-def softmax_hessian_weights(logits: jax.Array) -> jax.Array:
-    """``p_ik (1 - p_ik)``: ``[N, K]`` logits -> ``[N, K]`` diagonal softmax Hessian weights."""
-    probs = jax.nn.softmax(logits, axis=-1)
+def hessian_weights(logits: jax.Array, link: str = "softmax") -> jax.Array:
+    """``p_ik (1 - p_ik)``: ``[N, K]`` logits -> ``[N, K]`` diagonal Hessian weights of
+    the softmax (``p = softmax(g)``) or sigmoid (``p = sigmoid(g)``) cross-entropy."""
+    probs = jax.nn.softmax(logits, axis=-1) if link == "softmax" else jax.nn.sigmoid(logits)
     return probs * (1.0 - probs)
 
 
@@ -170,7 +174,7 @@ class RandomFeatureGaussianProcess(nn.Module):
     In training (``train=True``) it returns the posterior-mean logits and updates the
     precision in ``"laplace"`` from this batch (the collection must be mutable). In
     evaluation it also returns ``extras["variance"]``, ``[N, K]``: the predictive variance
-    of each logit (the same for every class under the Gaussian likelihood).
+    of each logit (the same for every class with a shared precision).
 
     Attributes:
       num_classes: K.
@@ -181,7 +185,10 @@ class RandomFeatureGaussianProcess(nn.Module):
       ridge: ``s``, the initial precision ``s I`` (and the scale of the covariance).
       momentum: None for the exact update (reset at epoch starts by the method), else
         the moving-average factor in ``[0, 1)``.
-      likelihood: ``"gaussian"`` (one shared precision) or ``"softmax"`` (one per class).
+      precision: ``"shared"`` (one precision for every class) or ``"per_class"``
+        (one per class, weighted by the Hessian of the ``link``'s cross-entropy).
+      link: ``"softmax"`` (classes) or ``"sigmoid"`` (independent labels); it weighs a
+        per-class precision.
       output_bias: whether the logits get a trainable bias.
     """
 
@@ -192,14 +199,17 @@ class RandomFeatureGaussianProcess(nn.Module):
     normalize_input: bool = False
     ridge: float = 1.0
     momentum: float | None = None
-    likelihood: str = "gaussian"
+    precision: str = "shared"
+    link: str = "softmax"
     output_bias: bool = True
 
     def _check(self) -> None:
-        if self.likelihood not in LIKELIHOODS:
+        if self.precision not in PRECISIONS:
             raise UsageError(
-                f"unknown GP likelihood '{self.likelihood}'; choose {' or '.join(LIKELIHOODS)}"
+                f"unknown GP precision '{self.precision}'; choose {' or '.join(PRECISIONS)}"
             )
+        if self.link not in LINKS:
+            raise UsageError(f"unknown GP link '{self.link}'; choose {' or '.join(LINKS)}")
         if not self.ridge > 0:
             raise UsageError(f"GP ridge must be > 0, got {self.ridge}")
         if self.momentum is not None and not 0.0 <= self.momentum < 1.0:
@@ -213,7 +223,7 @@ class RandomFeatureGaussianProcess(nn.Module):
             self.num_features, self.kernel_scale, self.orthogonal_features, name="features"
         )(x)
         logits = nn.Dense(self.num_classes, use_bias=self.output_bias, name="output")(phi)
-        per_class = self.likelihood == "softmax"
+        per_class = self.precision == "per_class"
         precision = self.variable(
             LAPLACE,
             "precision",
@@ -224,7 +234,7 @@ class RandomFeatureGaussianProcess(nn.Module):
         )
         if train:
             phi_fixed = lax.stop_gradient(phi)
-            weights = softmax_hessian_weights(lax.stop_gradient(logits)) if per_class else None
+            weights = hessian_weights(lax.stop_gradient(logits), self.link) if per_class else None
             precision.value = update_precision(precision.value, phi_fixed, weights, self.momentum)
             return logits, {}
         variance = predictive_variance(precision.value, phi, self.ridge)

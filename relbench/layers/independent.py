@@ -27,6 +27,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -43,24 +44,36 @@ def merge_members(x: jax.Array) -> jax.Array:
     return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
 
 
-def independent_members(
-    layer: type[nn.Module], ensemble_size: int, unroll: bool = False
-) -> type[nn.Module]:
-    """The layer class ``layer`` with M independent copies of its variables.
+def independent_members(layer: ModuleDef, ensemble_size: int, unroll: bool = False) -> ModuleDef:
+    """The layer type ``layer`` with M independent copies of its variables.
 
     Args:
       layer: a Linen module class whose ``__call__`` maps a batch ``[N, ...]`` to outputs
-        with a leading batch axis (any pytree of arrays, e.g. a head's ``(logits, extras)``).
+        with a leading batch axis (any pytree of arrays, e.g. a head's ``(logits, extras)``),
+        or a ``functools.partial`` of one (a configured type, such as a batch norm with
+        its momentum set); keyword arguments of ``__call__`` are the same for every member.
       ensemble_size: M.
       unroll: apply the members one after another in the program instead of ``vmap``
         (only for layers whose variables are all parameters and that draw no RNG).
 
     Returns:
-      A module class with the constructor of ``layer`` and the same class name (so a
-      model's variable names do not change), whose ``__call__`` takes ``[M * B, ...]``.
+      A module type with the constructor of ``layer`` and the same class name (so a
+      model's variable names do not change), whose ``__call__`` takes ``[M * B, ...]``;
+      a partial of such a class where ``layer`` was a partial.
     """
+    if isinstance(layer, functools.partial):
+        members = independent_members(layer.func, ensemble_size, unroll)
+        return functools.partial(members, *layer.args, **layer.keywords)
+
+    def keywords_last(self, inputs, *args):
+        *args, keywords = args
+        return super(target, self).__call__(inputs, *args, **dict(keywords.items))
+
+    # flax.linen.vmap lifts positional arguments only: keyword arguments travel as a
+    # last positional argument that is a pytree without leaves.
+    target = type(layer.__name__, (layer,), {"__call__": keywords_last})
     lifted = nn.vmap(
-        layer,
+        target,
         variable_axes={True: 0},
         split_rngs={True: True},
         in_axes=0,
@@ -73,13 +86,22 @@ def independent_members(
         if unroll and not self.is_initializing():
             outputs = _unrolled(self, layer, members, *args, **kwargs)
         else:
-            outputs = super(members_cls, self).__call__(members, *args, **kwargs)
+            keywords = _Keywords(tuple(sorted(kwargs.items())))
+            outputs = super(members_cls, self).__call__(members, *args, keywords)
         return jax.tree.map(merge_members, outputs)  # [M, B, ...] -> [M*B, ...]
 
     members_cls = type(layer.__name__, (lifted,), {"__call__": __call__})
     members_cls.__qualname__ = layer.__qualname__
     members_cls.__doc__ = f"{layer.__name__} with {ensemble_size} independent members."
     return members_cls
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _Keywords:
+    """Keyword arguments of a layer call, the same for every member (static under vmap)."""
+
+    items: tuple[tuple[str, Any], ...]
 
 
 def _unrolled(module: nn.Module, layer: type[nn.Module], members: jax.Array, *a, **kw):

@@ -2,11 +2,13 @@
 
 The model's head becomes ``relbench.layers.heteroscedastic.HeteroscedasticHead``; its
 logits are the log of Monte Carlo-averaged link probabilities, so the loss is the
-ordinary cross-entropy of those logits (softmax link) or the per-class sigmoid
-cross-entropy (sigmoid link) — the paper's MC estimate of the marginal likelihood.
+ordinary cross-entropy of those logits (softmax link, a categorical likelihood) or the
+per-class sigmoid cross-entropy (sigmoid link, multi-label data) — the paper's MC
+estimate of the marginal likelihood. Logit noise is defined for classes only: on
+regression data every method's Gaussian head is already heteroscedastic.
 Evaluation runs one pass whose noise is drawn from the ``"heteroscedastic"`` stream.
 
-Other methods compose with it by building their model kwargs with ``head_type``: e.g.
+Other methods compose with it by building their layer types with ``head_type``: e.g.
 heteroscedastic BatchEnsemble sets ``dense`` and ``ensemble_size`` for the body and
 ``head=head_type(loc=partial(DenseHead, dense=BEDense), dense=BEDense)``; HetSNGP keeps
 SNGP's spectral-normalized ``dense``/``conv``, its ``"laplace"`` mutable collection and
@@ -21,27 +23,29 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from relbench.errors import UsageError
-from relbench.layers.heteroscedastic import LINKS, HeteroscedasticHead
-from relbench.methods.method import Method, cross_entropy_loss, rng_dict
+from relbench.layers.heteroscedastic import HeteroscedasticHead
+from relbench.methods.likelihoods import CATEGORICAL, Bernoulli, Likelihood
+from relbench.methods.method import Method, dense_head, likelihood_loss, rng_dict
 
 STREAM = "heteroscedastic"
 
 
 def head_type(**fields) -> functools.partial:
-    """The ``HeteroscedasticHead`` type with ``fields`` set (a model's ``head`` field)."""
+    """The ``HeteroscedasticHead`` type with ``fields`` set (a model's ``layers.head``)."""
     return functools.partial(HeteroscedasticHead, rng_stream=STREAM, **fields)
 
 
-def predict(apply_fn, variables, inputs, key):
+def predict(apply_fn, state, inputs, key):
     """One evaluation pass; its logit noise is drawn from ``key``."""
-    return apply_fn(variables, inputs, train=False, rngs=rng_dict(key, (STREAM,)))
+    return apply_fn(state.variables, inputs, train=False, rngs=rng_dict(key, (STREAM,)))
 
 
 def make(
-    link: str = "softmax",
+    likelihood: Likelihood = CATEGORICAL,
     num_factors: int = 10,
     parameter_efficient: bool = False,
     temperature: float = 1.0,
@@ -49,28 +53,34 @@ def make(
     test_mc_samples: int = 1000,
     label_smoothing: float = 0.0,
 ) -> Method:
-    """Args: see ``HeteroscedasticHead`` (link, num_factors, parameter_efficient,
-    temperature, train_mc_samples, test_mc_samples); label_smoothing as in
-    ``deterministic``."""
-    if link not in LINKS:
-        raise UsageError(f"unknown link '{link}'; choose one of: {', '.join(LINKS)}")
+    """Args: likelihood: the dataset's likelihood (given by the loop): categorical takes
+    the softmax link, Bernoulli (multi-label) the sigmoid link; the other arguments are
+    ``HeteroscedasticHead``'s (num_factors, parameter_efficient, temperature,
+    train_mc_samples, test_mc_samples) and label_smoothing as in ``deterministic``."""
     if num_factors < 0 or temperature <= 0 or min(train_mc_samples, test_mc_samples) < 1:
         raise UsageError(
             "heteroscedastic needs num_factors >= 0, temperature > 0 and at least one MC "
             f"sample; got num_factors={num_factors}, temperature={temperature}, "
             f"train_mc_samples={train_mc_samples}, test_mc_samples={test_mc_samples}"
         )
-    head = head_type(
-        link=link,
-        num_factors=num_factors,
-        parameter_efficient=parameter_efficient,
-        temperature=temperature,
-        train_mc_samples=train_mc_samples,
-        test_mc_samples=test_mc_samples,
-    )
+    likelihood = likelihood.smoothed(label_smoothing)
+
+    def layers(base):
+        head = head_type(
+            link="sigmoid" if isinstance(likelihood, Bernoulli) else "softmax",
+            num_factors=num_factors,
+            parameter_efficient=parameter_efficient,
+            temperature=temperature,
+            train_mc_samples=train_mc_samples,
+            test_mc_samples=test_mc_samples,
+            loc=dense_head(likelihood, base.dense),
+            dense=base.dense,
+        )
+        return dataclasses.replace(base, head=head)
+
     return Method(
-        model_kwargs={"head": head},
-        loss_fn=cross_entropy_loss(("batch_stats",), label_smoothing, link),
+        layers=layers,
+        loss_fn=likelihood_loss(likelihood, ("batch_stats",)),
         predict_fn=predict,
         rng_streams=("dropout", STREAM),
     )

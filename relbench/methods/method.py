@@ -1,58 +1,151 @@
 """The Method record: what a method changes, as data and pure functions.
 
-A method is the only place where method knowledge lives. The loop calls its functions
-and never names a method:
+A method is the only place where method knowledge lives. ``make(likelihood, **hparams)``
+in ``relbench/methods/<name>.py`` returns a ``Method``, and the loop calls its
+functions at fixed points of a run without ever naming a method:
 
-* ``model_kwargs`` — constructor fields for the model (layer types, dropout rate, M);
-* ``loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples)`` ->
-  ``(loss, (updated_collections, metrics))``, differentiated w.r.t. ``variables["params"]``;
-* ``predict_fn(apply_fn, variables, inputs, key)`` -> ``(logits [M, B, K], extras)``;
-* ``mutable`` — the collections the model updates in training;
-* ``rng_streams`` — the Flax RNG streams training draws from;
-* ``on_epoch_start`` — an optional pure ``TrainState -> TrainState`` hook;
-* ``init_inputs`` — an optional map from the loop's example input ``[1, *input_shape]``
-  to what the model is initialized on (MIMO stacks M copies on the channel axis);
-* ``stacked_members`` — M where every variable carries a leading axis of M independent
-  members (deep ensembles), which the loop may split over the mesh's ``ensemble``
-  axis; 0 otherwise.
+* ``layers``: ``LayerTypes -> LayerTypes``, the model's layer types and member count
+  under this method (applied when the model is built);
+* ``loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples) -> (loss,
+  (collections, metrics))``, differentiated w.r.t. ``variables["params"]`` in every step;
+* ``optimizer``: ``(tx, total_steps) -> tx``, wraps the run's optax optimizer; trajectory
+  methods (SWA, SWAG, EMA, snapshot ensembles) keep their moments in the wrapper's state
+  and schedule what they collect by the run's length;
+* ``on_epoch_start``: ``TrainState -> TrainState`` at the start of every epoch (jitted);
+* ``after_training(apply_fn, state, data, key) -> state``: once after the last step and
+  before evaluation, its result checkpointed; ``data(split)`` yields global batches of
+  ``"train"`` or of an evaluation set, and the state it returns has the structure of
+  the one it got;
+* ``predict_fn(apply_fn, state, inputs, key) -> (logits [M, B, K], extras)``: it sees the
+  whole train state (jitted, once per evaluation batch);
+* ``mutable``: the collections the model updates in training;
+* ``rng_streams``: the Flax RNG streams training draws from;
+* ``init_inputs``: ``[1, *input_shape] -> model input`` for initialization;
+* ``init_fitted``: ``variables -> pytree``, the state's ``fitted`` slot that
+  ``after_training`` fills (its structure is fixed at init);
+* ``partition_rules``: ``((regex, PartitionSpec), ...)`` over state paths such as
+  ``"params/Dense_0/kernel"``: the leaves the mesh's ``model`` axis splits (the first
+  matching rule whose spec is no longer than the leaf's rank); all else is replicated;
+* ``decay_mask``: ``params -> bool tree``, the leaves weight decay applies to.
 
-A method's ``likelihood`` hyperparameter picks what its loss fits: ``"categorical"``
-(classes; a batch's ``"soft_label"`` distribution replaces its one-hot label when
-present) or ``"gaussian"`` (regression: the model gets a ``GaussianHead`` and the loss
-is the Gaussian NLL of every member).
+The likelihood (``relbench.methods.likelihoods``) comes from the dataset's task, so a
+method's loss and head fit classification, multi-label and regression data alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import jax
-import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec
 
-from relbench.errors import UsageError
-from relbench.layers.gaussian import GaussianHead
-from relbench.metrics.predictive import predictive_log_probs
-from relbench.metrics.regression import gaussian_log_prob, mixture_moments
+from relbench.layers.heads import DenseHead
+from relbench.methods.likelihoods import Likelihood
+from relbench.models.layer_types import LayerTypes
+from relbench.train.optimizers import matrices
 
+ModuleDef = Any
 ApplyFn = Callable[..., Any]
-LossFn = Callable[..., tuple[jax.Array, tuple[dict, dict]]]
-PredictFn = Callable[[ApplyFn, Mapping[str, Any], jax.Array, jax.Array], tuple[jax.Array, dict]]
+Variables = Mapping[str, Any]
+Outputs = tuple[jax.Array, dict[str, jax.Array]]
+
+
+class LossFn(Protocol):
+    def __call__(
+        self,
+        apply_fn: ApplyFn,
+        variables: Variables,
+        batch: Mapping[str, jax.Array],
+        rngs: Mapping[str, jax.Array],
+        *,
+        step: jax.Array,
+        num_train_examples: int,
+    ) -> tuple[jax.Array, tuple[dict, dict]]: ...
+
+
+class PredictFn(Protocol):
+    def __call__(
+        self, apply_fn: ApplyFn, state: Any, inputs: jax.Array, key: jax.Array
+    ) -> Outputs: ...
+
+
+class SplitData(Protocol):
+    """``data(split)``: global, sharded batches of a named split.
+
+    ``"train"`` yields training batches (augmented as in training, in a fixed order of
+    their own) for as long as they are asked for; an evaluation set's name yields that
+    set once, its last batch padded and marked by ``batch["mask"]``.
+    """
+
+    def __call__(self, split: str) -> Iterator[dict[str, jax.Array]]: ...
+
+
+class LayersFn(Protocol):
+    def __call__(self, layers: LayerTypes) -> LayerTypes: ...
+
+
+class OptimizerWrapper(Protocol):
+    def __call__(
+        self, tx: optax.GradientTransformation, total_steps: int
+    ) -> optax.GradientTransformation: ...
+
+
+class AfterTraining(Protocol):
+    def __call__(self, apply_fn: ApplyFn, state: Any, data: SplitData, key: jax.Array) -> Any: ...
+
+
+def keep_layers(layers: LayerTypes) -> LayerTypes:
+    """The model's own layer types."""
+    return layers
+
+
+def keep_optimizer(
+    tx: optax.GradientTransformation, total_steps: int
+) -> optax.GradientTransformation:
+    """The run's optimizer, unwrapped."""
+    del total_steps  # nothing to schedule
+    return tx
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    model_kwargs: Mapping[str, Any]
     loss_fn: LossFn
     predict_fn: PredictFn
+    layers: LayersFn = keep_layers
     mutable: tuple[str, ...] = ("batch_stats",)
-    rng_streams: tuple[str, ...] = ()
+    rng_streams: tuple[str, ...] = ("dropout",)
+    optimizer: OptimizerWrapper = keep_optimizer
     on_epoch_start: Callable[[Any], Any] | None = None
+    after_training: AfterTraining | None = None
     init_inputs: Callable[[jax.Array], jax.Array] | None = None
-    stacked_members: int = 0
+    init_fitted: Callable[[Variables], Any] | None = None
+    partition_rules: tuple[tuple[str, PartitionSpec], ...] = ()
+    decay_mask: Callable[[Any], Any] = matrices
+
+
+def after_training_sequence(*steps: AfterTraining | None) -> AfterTraining | None:
+    """The after-training steps that are not None, run in order (None if none is)."""
+    chosen = [step for step in steps if step is not None]
+    if not chosen:
+        return None
+
+    def after_training(apply_fn, state, data, key):
+        for index, step in enumerate(chosen):
+            state = step(apply_fn, state, data, jax.random.fold_in(key, index))
+        return state
+
+    return after_training
+
+
+def dense_head(likelihood: Likelihood, dense: ModuleDef) -> ModuleDef:
+    """The likelihood's head made of the dense layer type ``dense``: a dense head of
+    logits for classes, and a dense mean beside a dense variance for a Gaussian."""
+    return likelihood.head(functools.partial(DenseHead, dense=dense), dense)
 
 
 def rng_dict(key: jax.Array, streams: Sequence[str]) -> dict[str, jax.Array]:
@@ -60,100 +153,33 @@ def rng_dict(key: jax.Array, streams: Sequence[str]) -> dict[str, jax.Array]:
     return {name: jax.random.fold_in(key, zlib.crc32(name.encode())) for name in streams}
 
 
-LIKELIHOODS = ("categorical", "gaussian")
-
-
-def classification_targets(batch, num_classes: int, label_smoothing: float) -> jax.Array:
-    """``[B, K]`` targets: the batch's soft labels if it has them, else one-hot labels."""
-    if jnp.issubdtype(batch["label"].dtype, jnp.floating):
-        raise UsageError(
-            "float labels with a categorical likelihood; for a regression dataset set the "
-            "method's likelihood='gaussian'"
-        )
-    if "soft_label" in batch:
-        targets = batch["soft_label"].astype(jnp.float32)
-    else:
-        targets = jax.nn.one_hot(batch["label"], num_classes)
-    return optax.smooth_labels(targets, label_smoothing)
-
-
-def cross_entropy_loss(
-    mutable: Sequence[str], label_smoothing: float = 0.0, link: str = "softmax"
-) -> LossFn:
-    """Cross-entropy of every member's logits, averaged over members and batch.
-
-    ``link="softmax"``: one categorical over the K classes; ``link="sigmoid"``: K
-    independent Bernoullis (summed over classes), the multi-label likelihood.
-    """
+def likelihood_loss(likelihood: Likelihood, mutable: Sequence[str]) -> LossFn:
+    """The negative log-likelihood of every member, averaged over members and batch."""
 
     def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
         del step, num_train_examples  # a plain likelihood needs neither.
-        (logits, _), updates = apply_fn(
+        (logits, extras), updates = apply_fn(
             variables, batch["input"], train=True, rngs=rngs, mutable=list(mutable)
         )
-        # [B, K], shared by all members
-        targets = classification_targets(batch, logits.shape[-1], label_smoothing)
-        if link == "sigmoid":
-            loss = optax.sigmoid_binary_cross_entropy(logits, targets[None]).sum(-1).mean()
-        else:
-            loss = optax.softmax_cross_entropy(logits, targets[None]).mean()
-        correct = jnp.argmax(predictive_log_probs(logits), -1) == batch["label"]
-        return loss, (dict(updates), {"accuracy": correct.mean()})
+        loss = -likelihood.log_prob(logits, extras, batch).mean()  # [M, B] -> []
+        return loss, (dict(updates), likelihood.metrics(logits, extras, batch))
 
     return loss_fn
 
 
-def gaussian_nll_loss(mutable: Sequence[str]) -> LossFn:
-    """Gaussian NLL of every member's (mean, variance), averaged over members and batch.
-
-    The model returns means ``[M, B, O]`` and ``extras["variance"]`` ``[M, B, O]``; the
-    batch's ``"label"`` holds the ``[B, O]`` float targets.
-    """
-
-    def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
-        del step, num_train_examples  # a plain likelihood needs neither.
-        (means, extras), updates = apply_fn(
-            variables, batch["input"], train=True, rngs=rngs, mutable=list(mutable)
-        )
-        if not jnp.issubdtype(batch["label"].dtype, jnp.floating):
-            raise UsageError(
-                "integer labels with a gaussian likelihood; for a classification dataset set "
-                "the method's likelihood='categorical'"
-            )
-        variances = extras["variance"]
-        y = batch["label"].reshape(means.shape[1:]).astype(means.dtype)  # [B, O]
-        loss = -jnp.sum(gaussian_log_prob(y[None], means, variances), axis=-1).mean()
-        mean, _ = mixture_moments(means, variances)
-        return loss, (dict(updates), {"mse": jnp.mean(jnp.square(mean - y))})
-
-    return loss_fn
-
-
-def likelihood_parts(
-    likelihood: str, mutable: Sequence[str], label_smoothing: float = 0.0
-) -> tuple[dict[str, Any], LossFn]:
-    """The model kwargs and the loss a method needs to fit ``likelihood``."""
-    if likelihood == "categorical":
-        return {}, cross_entropy_loss(mutable, label_smoothing)
-    if likelihood == "gaussian":
-        if label_smoothing:
-            raise UsageError("label_smoothing applies to classes only; set it to 0 for gaussian")
-        return {"head": GaussianHead}, gaussian_nll_loss(mutable)
-    raise UsageError(f"unknown likelihood '{likelihood}'; choose one of: {', '.join(LIKELIHOODS)}")
-
-
-def single_pass_predict(apply_fn, variables, inputs, key):
+def single_pass_predict(apply_fn, state, inputs, key):
     """One deterministic evaluation pass (the model's own M members, if any)."""
     del key  # nothing is random at test time.
-    return apply_fn(variables, inputs, train=False)
+    return apply_fn(state.variables, inputs, train=False)
 
 
 def sampled_predict(num_samples: int, streams: Sequence[str]) -> PredictFn:
     """``num_samples`` stochastic evaluation passes stacked on the member axis."""
 
-    def predict_fn(apply_fn, variables, inputs, key):
+    def predict_fn(apply_fn, state, inputs, key):
         def one_pass(sample_key):
-            return apply_fn(variables, inputs, train=False, rngs=rng_dict(sample_key, streams))
+            rngs = rng_dict(sample_key, streams)
+            return apply_fn(state.variables, inputs, train=False, rngs=rngs)
 
         logits, extras = jax.vmap(one_pass)(jax.random.split(key, num_samples))
         # [S, M, B, K] -> [S*M, B, K]: every sample of every member is a member.

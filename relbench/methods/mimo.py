@@ -1,11 +1,11 @@
 """MIMO [1]: M subnetworks in one network, trained on independently shuffled inputs.
 
 The model keeps ``ensemble_size = 1`` (it is one network) and gets a ``MIMOHead`` with
-M heads (``models.mimo``). Each step draws, from the ``"mimo"`` RNG stream, one shuffle
-of the batch per member (``mimo_indices``: batch repetition ``R``, input repetition
-``rho``), feeds the M shuffled inputs stacked on the channel axis, and averages the M
-heads' cross-entropies against their own labels. At test time every member sees the
-same input and the M heads give ``[M, B, K]``.
+M heads (``models.mimo``), each the likelihood's head. Each step draws, from the
+``"mimo"`` RNG stream, one shuffle of the batch per member (``mimo_indices``: batch
+repetition ``R``, input repetition ``rho``), feeds the M shuffled inputs stacked on the
+channel axis, and averages the M heads' negative log-likelihoods of their own targets.
+At test time every member sees the same input and the M heads give ``[M, B, K]``.
 
 References:
   [1] Havasi, Jenatton, Fort, Liu, Snoek, Lakshminarayanan, Dai, Tran. Training
@@ -15,28 +15,44 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from relbench.errors import UsageError
 from relbench.methods.batchensemble import check_ensemble_size
+from relbench.methods.likelihoods import CATEGORICAL, Likelihood
 from relbench.methods.members import unfold_members
-from relbench.methods.method import Method
+from relbench.methods.method import Method, dense_head
 from relbench.models.mimo import MIMOHead, mimo_indices, repeated_inputs, stack_member_inputs
 
 RNG_STREAM = "mimo"
 
 
+def member_metrics(likelihood: Likelihood, logits, extras, member_batch) -> dict:
+    """The likelihood's training metrics of each member on its own targets, averaged
+    over members: ``{"member_<metric>": value}``."""
+
+    def one_member(member_logits, member_extras, batch):
+        return likelihood.metrics(
+            member_logits[None], jax.tree.map(lambda e: e[None], member_extras), batch
+        )
+
+    per_member = jax.vmap(one_member)(logits, extras, member_batch)
+    return {f"member_{name}": jnp.mean(value) for name, value in per_member.items()}
+
+
 def make(
+    likelihood: Likelihood = CATEGORICAL,
     ensemble_size: int = 3,
     batch_repetitions: int = 1,
     input_repetition_probability: float = 0.0,
     label_smoothing: float = 0.0,
 ) -> Method:
     """Args:
+    likelihood: the dataset's likelihood (given by the loop).
     ensemble_size: M, the number of inputs and heads.
     batch_repetitions: R, how many times each batch is repeated before shuffling.
     input_repetition_probability: rho, the fraction of slots all members share.
@@ -49,14 +65,20 @@ def make(
         raise UsageError(
             f"mimo needs 0 <= input_repetition_probability <= 1, got {input_repetition_probability}"
         )
+    likelihood = likelihood.smoothed(label_smoothing)
+
+    def layers(base):
+        head = functools.partial(
+            MIMOHead, ensemble_size=ensemble_size, head=dense_head(likelihood, base.dense)
+        )
+        return dataclasses.replace(base, ensemble_size=1, head=head)
 
     def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
         del step, num_train_examples  # a plain likelihood needs neither.
         rngs = dict(rngs)
-        labels = batch["label"]
         rows = mimo_indices(
             rngs.pop(RNG_STREAM),
-            labels.shape[0],
+            batch["input"].shape[0],
             ensemble_size,
             batch_repetitions,
             input_repetition_probability,
@@ -65,25 +87,19 @@ def make(
         outputs, updates = apply_fn(
             variables, inputs, train=True, rngs=rngs, mutable=["batch_stats"]
         )
-        logits, _ = unfold_members(outputs, ensemble_size)  # [M, R*B, K]
-        member_labels = labels[rows]  # [M, R*B]
-        targets = optax.smooth_labels(
-            jax.nn.one_hot(member_labels, logits.shape[-1]), label_smoothing
-        )
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == member_labels)
-        return loss, (dict(updates), {"member_accuracy": accuracy})
+        logits, extras = unfold_members(outputs, ensemble_size)  # [M, R*B, K]
+        # Member m's targets are the rows it saw: [M, R*B, ...].
+        member_batch = {name: value[rows] for name, value in batch.items() if name != "input"}
+        loss = -likelihood.log_prob(logits, extras, member_batch).mean()
+        return loss, (dict(updates), member_metrics(likelihood, logits, extras, member_batch))
 
-    def predict_fn(apply_fn, variables, inputs, key):
+    def predict_fn(apply_fn, state, inputs, key):
         del key  # nothing is random at test time.
         stacked = repeated_inputs(inputs, ensemble_size)  # [B, ..., C] -> [B, ..., M*C]
-        return unfold_members(apply_fn(variables, stacked, train=False), ensemble_size)
+        return unfold_members(apply_fn(state.variables, stacked, train=False), ensemble_size)
 
     return Method(
-        model_kwargs={
-            "ensemble_size": 1,
-            "head": functools.partial(MIMOHead, ensemble_size=ensemble_size),
-        },
+        layers=layers,
         loss_fn=loss_fn,
         predict_fn=predict_fn,
         rng_streams=("dropout", RNG_STREAM),

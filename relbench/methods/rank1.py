@@ -22,38 +22,26 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 
 from relbench.errors import UsageError
 from relbench.layers import rank1
 from relbench.layers.batchensemble import fast_weight_initializer
 from relbench.layers.members import tile_members
 from relbench.methods.batchensemble import check_ensemble_size
-from relbench.methods.members import member_fields
-from relbench.methods.method import Method, cross_entropy_loss, rng_dict
-
-
-def elbo_loss(ensemble_size: int, kl_weight: float, label_smoothing: float):
-    """Members' mean cross-entropy plus their mean KL per training example."""
-    likelihood = cross_entropy_loss(("batch_stats", rank1.KL_COLLECTION), label_smoothing)
-
-    def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
-        nll, (updates, metrics) = likelihood(
-            apply_fn, variables, batch, rngs, step=step, num_train_examples=num_train_examples
-        )
-        kl = rank1.kl_sum(updates.pop(rank1.KL_COLLECTION, {})) / ensemble_size
-        loss = nll + kl_weight * kl / num_train_examples
-        return loss, (updates, {**metrics, "nll": nll, "kl": kl})
-
-    return loss_fn
+from relbench.methods.likelihoods import CATEGORICAL, Likelihood
+from relbench.methods.members import kernels, member_layers
+from relbench.methods.method import Method, rng_dict
+from relbench.methods.variational import elbo_loss
 
 
 def samples_predict(num_samples: int):
     """``S`` draws per member in one pass: the batch repeated S times, one draw per row."""
 
-    def predict_fn(apply_fn, variables, inputs, key):
+    def predict_fn(apply_fn, state, inputs, key):
         repeated = tile_members(inputs, num_samples)  # [B, ...] -> [S*B, ...]
         rngs = rng_dict(key, (rank1.RNG_STREAM,))
-        logits, extras = apply_fn(variables, repeated, train=False, rngs=rngs)  # [M, S*B, K]
+        logits, extras = apply_fn(state.variables, repeated, train=False, rngs=rngs)
         # [M, S*B, ...] -> [M*S, B, ...]: every draw of every member is a member.
         unfold = lambda a: a.reshape((-1, inputs.shape[0]) + a.shape[2:])  # noqa: E731
         return unfold(logits), jax.tree.map(unfold, extras)
@@ -62,6 +50,7 @@ def samples_predict(num_samples: int):
 
 
 def make(
+    likelihood: Likelihood = CATEGORICAL,
     ensemble_size: int = 4,
     posterior: str = "gaussian",
     prior_scale: float = 1.0,
@@ -73,6 +62,7 @@ def make(
     label_smoothing: float = 0.0,
 ) -> Method:
     """Args:
+    likelihood: the dataset's likelihood (given by the loop).
     ensemble_size: M, the mixture components.
     posterior: ``"gaussian"`` or ``"cauchy"``, the family of posterior and prior.
     prior_scale: the scale of the prior ``Q(1, prior_scale)`` of every factor entry.
@@ -89,6 +79,7 @@ def make(
         raise UsageError("rank1 needs prior_scale > 0 and posterior_scale_init > 0")
     if num_samples < 1:
         raise UsageError(f"rank1 needs num_samples >= 1, got {num_samples}")
+    likelihood = likelihood.smoothed(label_smoothing)
     fields = dict(
         ensemble_size=ensemble_size,
         posterior=posterior,
@@ -96,13 +87,20 @@ def make(
         posterior_scale_init=posterior_scale_init,
         fast_weight_init=fast_weight_initializer(fast_weight_init, fast_weight_init_stddev),
     )
+
+    def layers(base):
+        dense = functools.partial(rank1.Rank1Dense, **fields)
+        conv = functools.partial(rank1.Rank1Conv, **fields)
+        return member_layers(base, likelihood, ensemble_size, dense, conv)
+
+    def kl_scale(step):
+        del step  # the same weight at every step: kl_weight * KL / (M N), KL over members
+        return jnp.asarray(kl_weight / ensemble_size)
+
     return Method(
-        model_kwargs=member_fields(
-            ensemble_size,
-            functools.partial(rank1.Rank1Dense, **fields),
-            functools.partial(rank1.Rank1Conv, **fields),
-        ),
-        loss_fn=elbo_loss(ensemble_size, kl_weight, label_smoothing),
+        layers=layers,
+        loss_fn=elbo_loss(likelihood, ("batch_stats",), rank1.KL_COLLECTION, kl_scale),
         predict_fn=samples_predict(num_samples),
         rng_streams=("dropout", rank1.RNG_STREAM),
+        decay_mask=kernels,
     )

@@ -6,7 +6,8 @@ negative evidence lower bound per training example,
 
     loss = -1/B sum_b log p(y_b | x_b, W) + beta_t * KL(q(W) || p(W)) / N,
 
-with ``W ~ q`` (one draw, reparameterization or Flipout [2]), N the number of
+with ``p(y | x, W)`` the dataset's likelihood (classes, labels or a Gaussian), ``W ~ q``
+(one draw, reparameterization or Flipout [2]), N the number of
 training examples, and ``beta_t = min(1, (t + 1) / kl_annealing_steps)`` a linear KL
 warm-up (``beta = 1`` without annealing). At test time M independent posterior
 samples are M members on the member axis: ``[M, B, K]`` logits.
@@ -20,20 +21,19 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from relbench.errors import UsageError
 from relbench.layers import variational as vl
-from relbench.layers.heads import DenseHead
-from relbench.methods.method import LossFn, Method, sampled_predict
-from relbench.metrics.predictive import predictive_log_probs
+from relbench.methods.likelihoods import CATEGORICAL, Likelihood
+from relbench.methods.method import LossFn, Method, dense_head, sampled_predict
 
 LAYERS = ("dense", "conv", "head", "cell")
 PRIORS = ("normal", "scale_mixture")
@@ -58,36 +58,46 @@ def kl_weight(step: jax.Array, kl_annealing_steps: int) -> jax.Array:
     return jnp.minimum(1.0, (step + 1) / kl_annealing_steps)
 
 
-def total_kl(losses: Mapping[str, Any]) -> jax.Array:
-    """The sum of every KL the variational layers sowed into the ``"losses"`` collection."""
-    return sum((jnp.sum(leaf) for leaf in jax.tree.leaves(losses)), jnp.zeros(()))
+def total_kl(collection: Mapping[str, Any]) -> jax.Array:
+    """The sum of every KL the layers sowed into a collection (0 if there are none)."""
+    return sum((jnp.sum(leaf) for leaf in jax.tree.leaves(collection)), jnp.zeros(()))
 
 
-def elbo_loss(mutable: Sequence[str], kl_annealing_steps: int) -> LossFn:
-    """The negative ELBO per example (see the module docstring)."""
+def elbo_loss(
+    likelihood: Likelihood,
+    mutable: Sequence[str],
+    kl_collection: str,
+    kl_scale: Callable[[jax.Array], jax.Array],
+) -> LossFn:
+    """The negative ELBO per training example,
+
+        -1/(M B) sum_{m,b} log p(y_b | x_b, W_m) + kl_scale(step) * KL / N,
+
+    with the KL the layers sowed into ``kl_collection`` (summed) and N the number of
+    training examples.
+    """
 
     def loss_fn(apply_fn, variables, batch, rngs, *, step, num_train_examples):
-        (logits, _), updates = apply_fn(
+        (logits, extras), updates = apply_fn(
             variables,
             batch["input"],
             train=True,
             rngs=rngs,
-            mutable=[*mutable, vl.KL_COLLECTION],
+            mutable=[*mutable, kl_collection],
         )
         updates = dict(updates)
-        kl = total_kl(updates.pop(vl.KL_COLLECTION, {}))
-        labels = batch["label"]
-        nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels[None]).mean()
-        weight = kl_weight(step, kl_annealing_steps)
+        kl = total_kl(updates.pop(kl_collection, {}))
+        nll = -likelihood.log_prob(logits, extras, batch).mean()
+        weight = kl_scale(step)
         loss = nll + weight * kl / num_train_examples
-        correct = jnp.argmax(predictive_log_probs(logits), -1) == labels
-        metrics = {"accuracy": correct.mean(), "nll": nll, "kl": kl, "kl_weight": weight}
-        return loss, (updates, metrics)
+        metrics = {**likelihood.metrics(logits, extras, batch), "nll": nll, "kl": kl}
+        return loss, (updates, {**metrics, "kl_weight": weight})
 
     return loss_fn
 
 
 def make(
+    likelihood: Likelihood = CATEGORICAL,
     estimator: str = "flipout",
     prior: str = "normal",
     prior_scale: float = 1.0,
@@ -99,6 +109,7 @@ def make(
     kl_annealing_steps: int = 0,
 ) -> Method:
     """Args:
+    likelihood: the dataset's likelihood (given by the loop).
     estimator: ``"flipout"`` or ``"reparameterization"``.
     prior: ``"normal"`` or ``"scale_mixture"`` (see ``make_prior``).
     prior_scale, mixture_weight, mixture_scale2: the prior's parameters.
@@ -129,16 +140,26 @@ def make(
         stddev_init=stddev_init,
     )
     dense = functools.partial(vl.VariationalDense, variational=spec)
-    types = {
+    variational = {
         "dense": dense,
         "conv": functools.partial(vl.VariationalConv, variational=spec),
-        "head": functools.partial(DenseHead, dense=dense),
         "cell": functools.partial(vl.LSTMCellReparameterization, variational=spec),
     }
+
+    def layer_types(base):
+        chosen = {name: variational[name] for name in layers if name != "head"}
+        head = dense_head(likelihood, dense if "head" in layers else base.dense)
+        return dataclasses.replace(base, **chosen, head=head)
+
     streams = ("dropout", vl.RNG_STREAM)
     return Method(
-        model_kwargs={name: types[name] for name in layers},
-        loss_fn=elbo_loss(("batch_stats",), kl_annealing_steps),
+        layers=layer_types,
+        loss_fn=elbo_loss(
+            likelihood,
+            ("batch_stats",),
+            vl.KL_COLLECTION,
+            functools.partial(kl_weight, kl_annealing_steps=kl_annealing_steps),
+        ),
         predict_fn=sampled_predict(num_samples, streams),
         rng_streams=streams,
     )

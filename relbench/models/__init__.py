@@ -1,10 +1,16 @@
 """Models behind one registry: ``relbench.models.make(name, **kwargs) -> nn.Module``.
 
-Every classification model maps ``[B, ...]`` inputs to ``(logits [M, B, K], extras)``
-and takes its layer types as constructor fields.
+Every model maps ``[B, ...]`` inputs to ``(logits [M, B, K], extras)`` (``Classifier``)
+and is built from one record of layer types, its ``layers`` field (``LayerTypes``).
 """
 
+from __future__ import annotations
+
+import dataclasses
+
+from relbench.models.classifier import Classifier
 from relbench.models.cnn import CNN
+from relbench.models.layer_types import LayerTypes
 from relbench.models.lstm import LSTMClassifier
 from relbench.models.mlp import MLP
 from relbench.models.resnet import CifarResNet, ResNet
@@ -26,14 +32,24 @@ MODELS = Registry(
 )
 make = MODELS.make
 
+
+def default_layers(name: str) -> LayerTypes:
+    """The layer types model ``name`` is built from unless a method changes them."""
+    field = {f.name: f for f in dataclasses.fields(MODELS.get(name))}["layers"]
+    return field.default
+
+
 __all__ = [
     "CNN",
     "MLP",
     "MODELS",
     "CifarResNet",
+    "Classifier",
     "LSTMClassifier",
+    "LayerTypes",
     "ResNet",
     "VisionTransformer",
     "WideResNet",
+    "default_layers",
     "make",
 ]

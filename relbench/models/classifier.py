@@ -1,14 +1,23 @@
-"""What every classification model shares: members in, ``[M, B, K]`` logits out."""
+"""What every model shares: members in, ``(logits [M, B, K], extras)`` out.
+
+``Classifier`` is the one place that lays a batch out for M members and back: it tiles
+the input member-major (``[B, ...] -> [M * B, ...]``, ``layers.members``), runs the
+model's ``trunk`` to features ``[M * B, D]``, the head to logits ``[M * B, K]``, and
+splits every output into the ``[M, B, ...]`` contract. A model is a subclass that
+declares its shape hyperparameters and defines ``trunk``; the layer types come from
+``layers`` (``LayerTypes``). The trunk's features travel as ``extras["features"]``
+(``[M, B, D]``), for post-hoc steps and detectors that read the penultimate layer.
+"""
 
 from __future__ import annotations
 
-import functools
-import inspect
-from typing import Any
-
+import flax.linen as nn
 import jax
 
-from relbench.layers.members import split_members
+from relbench.layers.members import split_members, tile_members
+from relbench.models.layer_types import LayerTypes
+
+FEATURES = "features"
 
 
 def member_outputs(
@@ -20,14 +29,27 @@ def member_outputs(
     }
 
 
-def bind_train(layer_type: Any, train: bool) -> Any:
-    """Passes the model's ``train`` flag to a layer type that declares a ``train`` field.
+class Classifier(nn.Module):
+    """tile -> ``trunk`` -> ``layers.head`` -> ``[M, B, K]``.
 
-    Layers that behave differently in training and evaluation without being heads (a
-    spectral-normalized dense or conv layer updates its power-iteration vector only in
-    training) declare ``train`` as a constructor field; plain ``nn.Dense``/``nn.Conv``
-    do not, and are returned unchanged. Models bind every ``dense``/``conv`` field once.
+    Attributes:
+      num_classes: K (for regression, the number of outputs).
+      layers: the layer types and the member count M.
     """
-    if "train" in inspect.signature(layer_type).parameters:
-        return functools.partial(layer_type, train=train)
-    return layer_type
+
+    num_classes: int
+    layers: LayerTypes = LayerTypes()
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
+        layers = self.layers.bound(train)
+        members = layers.ensemble_size
+        x = tile_members(inputs, members)  # [B, ...] -> [M*B, ...]
+        features = self.trunk(x, layers, train=train)  # [M*B, D]
+        logits, extras = layers.head(self.num_classes)(features, train=train)
+        # A head that changes the row layout (MIMO) sets its own features.
+        return member_outputs(logits, {FEATURES: features, **extras}, members)
+
+    def trunk(self, x: jax.Array, layers: LayerTypes, *, train: bool) -> jax.Array:
+        """Member-major inputs ``[M * B, ...]`` -> features ``[M * B, D]``."""
+        raise NotImplementedError(f"{type(self).__name__} defines no trunk")

@@ -31,6 +31,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from relbench.layers.heads import DenseHead
+from relbench.layers.members import tile_members
+
 ModuleDef = Any
 
 
@@ -75,23 +78,32 @@ def repeated_inputs(inputs: jax.Array, ensemble_size: int) -> jax.Array:
 
 
 class MIMOHead(nn.Module):
-    """M linear heads read from one dense layer: features ``[N, D]`` -> logits
-    ``[M * N, K]``, member-major (head ``m``'s logits are rows ``[m N, (m + 1) N)``).
+    """M heads read from one layer: features ``[N, D]`` -> outputs ``[M * N, K]``,
+    member-major (head ``m``'s outputs are rows ``[m N, (m + 1) N)``).
+
+    ``head`` (any head, e.g. a dense head, or a Gaussian one for regression) is built with
+    ``M * K`` outputs; each of its outputs, the logits and every extra, ``[N, M * K]``, is
+    read as M heads of K. Every member sees the same features, tiled member-major as
+    ``extras["features"]``.
 
     Attributes:
       num_classes: K.
       ensemble_size: M.
-      dense: the dense layer type.
+      head: the head type of the M * K outputs.
     """
 
     num_classes: int
     ensemble_size: int = 3
-    dense: ModuleDef = nn.Dense
+    head: ModuleDef = DenseHead
 
     @nn.compact
     def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
-        del train  # a linear map behaves the same in training and evaluation.
-        logits = self.dense(self.ensemble_size * self.num_classes)(features)
-        logits = logits.reshape(features.shape[0], self.ensemble_size, self.num_classes)
-        logits = jnp.swapaxes(logits, 0, 1)  # [N, M, K] -> [M, N, K]
-        return logits.reshape(-1, self.num_classes), {}  # [M, N, K] -> [M*N, K]
+        n, m, k = features.shape[0], self.ensemble_size, self.num_classes
+
+        def member_major(outputs: jax.Array) -> jax.Array:
+            outputs = jnp.swapaxes(outputs.reshape(n, m, k), 0, 1)  # [N, M*K] -> [M, N, K]
+            return outputs.reshape(m * n, k)  # [M, N, K] -> [M*N, K]
+
+        logits, extras = self.head(m * k)(features, train=train)
+        extras = {name: member_major(value) for name, value in extras.items()}
+        return member_major(logits), {"features": tile_members(features, m), **extras}

@@ -9,10 +9,11 @@
   shortcuts; stages (3, 4, 6, 3) give ResNet-50 with 25.6M parameters. The stride sits
   on the 3x3 convolution ("v1.5"), as in torchvision and Uncertainty Baselines [2].
 
-Layer types are constructor fields (``conv``, ``norm``, ``dense``, ``dropout``,
-``head``), so a method swaps in spectral-normalized, ensemble or variational layers
-without a new class. Dropout (``dropout_rate``, 0 by default) follows every hidden
-activation inside a block and precedes the head, where MC dropout needs it.
+Every layer is built from the model's ``layers`` (``LayerTypes``), so a method swaps in
+spectral-normalized, ensemble or variational layers without a new class; batch norm
+defaults to momentum 0.9 and epsilon 1e-5, as in [1, 2]. Dropout (``layers.dropout_rate``,
+0 by default) follows every hidden activation inside a block and precedes the head,
+where MC dropout needs it.
 
 References:
   [1] He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016.
@@ -23,22 +24,16 @@ References:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from relbench.layers.heads import DenseHead
-from relbench.layers.members import tile_members
-from relbench.models.classifier import bind_train, member_outputs
+from relbench.models.classifier import Classifier
+from relbench.models.layer_types import LayerTypes, ResNetBatchNorm
 
-ModuleDef = Any
-
-#: Batch normalization as in [1, 2]: momentum 0.9, epsilon 1e-5.
-BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
+Activation = Callable[[jax.Array], jax.Array]
 
 
 def pad_shortcut(x: jax.Array, features: int, stride: int) -> jax.Array:
@@ -53,19 +48,15 @@ class BasicBlock(nn.Module):
 
     features: int
     stride: int
-    conv: ModuleDef
-    norm: ModuleDef
-    dropout: ModuleDef
-    dropout_rate: float
-    activation: Callable[[jax.Array], jax.Array]
+    layers: LayerTypes
+    activation: Activation
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        norm = functools.partial(self.norm, use_running_average=not train)
-        s = (self.stride, self.stride)
-        y = self.activation(norm()(self.conv(self.features, (3, 3), s, use_bias=False)(x)))
-        y = self.dropout(self.dropout_rate)(y, deterministic=not train)
-        y = norm()(self.conv(self.features, (3, 3), use_bias=False)(y))
+        conv, norm, s = self.layers.conv, self.layers.norm, (self.stride, self.stride)
+        y = self.activation(norm()(conv(self.features, (3, 3), s, use_bias=False)(x)))
+        y = self.layers.drop(y, train=train)
+        y = norm()(conv(self.features, (3, 3), use_bias=False)(y))
         if x.shape[-1] != self.features or self.stride != 1:
             x = pad_shortcut(x, self.features, self.stride)
         return self.activation(x + y)
@@ -76,125 +67,77 @@ class BottleneckBlock(nn.Module):
 
     features: int
     stride: int
-    conv: ModuleDef
-    norm: ModuleDef
-    dropout: ModuleDef
-    dropout_rate: float
-    activation: Callable[[jax.Array], jax.Array]
+    layers: LayerTypes
+    activation: Activation
     expansion: int = 4
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        norm = functools.partial(self.norm, use_running_average=not train)
-        s = (self.stride, self.stride)
+        conv, norm, s = self.layers.conv, self.layers.norm, (self.stride, self.stride)
         out = self.features * self.expansion
-        y = self.activation(norm()(self.conv(self.features, (1, 1), use_bias=False)(x)))
-        y = self.dropout(self.dropout_rate)(y, deterministic=not train)
-        y = self.activation(norm()(self.conv(self.features, (3, 3), s, use_bias=False)(y)))
-        y = self.dropout(self.dropout_rate)(y, deterministic=not train)
-        y = norm()(self.conv(out, (1, 1), use_bias=False)(y))
+        y = self.activation(norm()(conv(self.features, (1, 1), use_bias=False)(x)))
+        y = self.layers.drop(y, train=train)
+        y = self.activation(norm()(conv(self.features, (3, 3), s, use_bias=False)(y)))
+        y = self.layers.drop(y, train=train)
+        y = norm()(conv(out, (1, 1), use_bias=False)(y))
         if x.shape[-1] != out or self.stride != 1:
-            x = norm()(self.conv(out, (1, 1), s, use_bias=False)(x))
+            x = norm()(conv(out, (1, 1), s, use_bias=False)(x))
         return self.activation(x + y)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(Classifier):
     """ResNet-(6n+2) for 32x32 images [1, Sec. 4.2].
 
     Attributes:
-      num_classes: K.
       depth: 20, 32, 56, 110... (``6n + 2``).
       width: channels of the first stage (16 in [1]); the stages use 1x, 2x, 4x.
-      dropout_rate: dropout after every hidden activation in a block and before the head.
-      ensemble_size: M; the input is tiled member-major.
       activation: the nonlinearity.
-      conv, norm, dropout, head: the layer types, replaced by methods.
-      dense: unused by this all-convolutional trunk; a field so that a method that
-        sets it (as it does for MLPs) works on every model.
     """
 
-    num_classes: int
+    layers: LayerTypes = LayerTypes(norm=ResNetBatchNorm)
     depth: int = 20
     width: int = 16
-    dropout_rate: float = 0.0
-    ensemble_size: int = 1
-    activation: Callable[[jax.Array], jax.Array] = nn.relu
-    conv: ModuleDef = nn.Conv
-    norm: ModuleDef = BatchNorm
-    dense: ModuleDef = nn.Dense
-    dropout: ModuleDef = nn.Dropout
-    head: ModuleDef = DenseHead
+    activation: Activation = nn.relu
 
-    @nn.compact
-    def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
+    def trunk(self, x: jax.Array, layers: LayerTypes, *, train: bool) -> jax.Array:
         if (self.depth - 2) % 6:
             raise ValueError(f"CifarResNet depth must be 6n + 2, got {self.depth}")
         blocks_per_stage = (self.depth - 2) // 6
-        norm = functools.partial(self.norm, use_running_average=not train)
-        conv = bind_train(self.conv, train)
-        x = tile_members(inputs, self.ensemble_size)  # [B, H, W, C] -> [M*B, H, W, C]
-        x = self.activation(norm()(conv(self.width, (3, 3), use_bias=False)(x)))
+        x = self.activation(layers.norm()(layers.conv(self.width, (3, 3), use_bias=False)(x)))
         for stage, multiplier in enumerate((1, 2, 4)):
             for block in range(blocks_per_stage):
-                x = BasicBlock(
-                    self.width * multiplier,
-                    2 if stage > 0 and block == 0 else 1,
-                    conv,
-                    self.norm,
-                    self.dropout,
-                    self.dropout_rate,
-                    self.activation,
-                )(x, train=train)
+                stride = 2 if stage > 0 and block == 0 else 1
+                x = BasicBlock(self.width * multiplier, stride, layers, self.activation)(
+                    x, train=train
+                )
         x = jnp.mean(x, axis=(1, 2))  # [M*B, H, W, C] -> [M*B, C]
-        x = self.dropout(self.dropout_rate)(x, deterministic=not train)
-        logits, extras = self.head(self.num_classes)(x, train=train)
-        return member_outputs(logits, extras, self.ensemble_size)
+        return layers.drop(x, train=train)
 
 
-class ResNet(nn.Module):
+class ResNet(Classifier):
     """ImageNet ResNet with bottleneck blocks [1]; the defaults are ResNet-50.
 
     Attributes:
-      num_classes: K.
       stage_sizes: bottleneck blocks per stage: (3, 4, 6, 3) is ResNet-50,
         (3, 4, 23, 3) ResNet-101.
       width: channels of the stem and of the first stage's bottleneck (64 in [1]).
-      dropout_rate, ensemble_size, activation, conv, norm, dense, dropout, head: as in
-        ``CifarResNet``.
+      activation: the nonlinearity.
     """
 
-    num_classes: int
+    layers: LayerTypes = LayerTypes(norm=ResNetBatchNorm)
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
     width: int = 64
-    dropout_rate: float = 0.0
-    ensemble_size: int = 1
-    activation: Callable[[jax.Array], jax.Array] = nn.relu
-    conv: ModuleDef = nn.Conv
-    norm: ModuleDef = BatchNorm
-    dense: ModuleDef = nn.Dense
-    dropout: ModuleDef = nn.Dropout
-    head: ModuleDef = DenseHead
+    activation: Activation = nn.relu
 
-    @nn.compact
-    def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
-        norm = functools.partial(self.norm, use_running_average=not train)
-        conv = bind_train(self.conv, train)
-        x = tile_members(inputs, self.ensemble_size)  # [B, H, W, C] -> [M*B, H, W, C]
-        x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False)(x)
-        x = self.activation(norm()(x))
+    def trunk(self, x: jax.Array, layers: LayerTypes, *, train: bool) -> jax.Array:
+        x = layers.conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False)(x)
+        x = self.activation(layers.norm()(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
         for stage, num_blocks in enumerate(self.stage_sizes):
             for block in range(num_blocks):
-                x = BottleneckBlock(
-                    self.width * 2**stage,
-                    2 if stage > 0 and block == 0 else 1,
-                    conv,
-                    self.norm,
-                    self.dropout,
-                    self.dropout_rate,
-                    self.activation,
-                )(x, train=train)
+                stride = 2 if stage > 0 and block == 0 else 1
+                x = BottleneckBlock(self.width * 2**stage, stride, layers, self.activation)(
+                    x, train=train
+                )
         x = jnp.mean(x, axis=(1, 2))  # [M*B, H, W, C] -> [M*B, C]
-        x = self.dropout(self.dropout_rate)(x, deterministic=not train)
-        logits, extras = self.head(self.num_classes)(x, train=train)
-        return member_outputs(logits, extras, self.ensemble_size)
+        return layers.drop(x, train=train)

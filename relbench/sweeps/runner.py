@@ -27,9 +27,9 @@ from typing import Any
 
 import ml_collections
 
+from relbench import configs
 from relbench.errors import UsageError
-from relbench.train import configs
-from relbench.train.launch import relbench_command, sigterm_as_exit, stop
+from relbench.launch.processes import relbench_command, sigterm_as_exit, stop
 
 _POLL_SECONDS = 0.2
 
@@ -136,10 +136,8 @@ def run_trials(commands: Mapping[int, tuple[list[str], pathlib.Path]], parallel:
 
 def _report(root: pathlib.Path, workdirs: Sequence[pathlib.Path]) -> None:
     """``relbench report`` over the finished trials, into ``root/report``."""
-    from relbench.train import cli
-
     finished = [str(w) for w in workdirs if (w / "results.json").exists()]
-    if "report" not in cli.COMMANDS or not finished:
+    if not finished:
         print(f"(no report; trial results are in {root}/trial_*/)")
         return
     subprocess.run(relbench_command("report", *finished, f"--out={root / 'report'}"), check=False)

@@ -1,17 +1,28 @@
-"""Checkpoints: the train state and the grain iterator state, saved together by orbax.
+"""Checkpoints: the train state and the grain iterator state, saved together by orbax,
+and the stages of a run after its last step.
 
 The iterator state is a small JSON dict (the next batch index). Batches are a function
 of the global step alone (``relbench.data.sources``), so the same state is valid for
 every process and restores under any number of processes.
 
-Orbax writes each step into a temporary folder and renames it when complete, so a
-process killed mid-save leaves the previous checkpoints intact, and a restarted run
+A *stage* is what a run computes once after training, under ``workdir/stages/<name>``:
+``after_training`` (the state the method's after-training step returned) and
+``posthoc`` (the fitted parameters of the post-hoc steps). Each is saved with the
+settings it was computed under (``<name>.json``, written first), so a restarted run
+reuses it only for the same settings and never refits it.
+
+Orbax writes each checkpoint into a temporary folder and renames it when complete, so
+a process killed mid-save leaves the previous checkpoints intact, and a restarted run
 resumes from the newest complete one.
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
+import shutil
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -78,6 +89,54 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+class Stages:
+    """What a run computes once after training, saved under ``workdir/stages``."""
+
+    def __init__(self, workdir: pathlib.Path):
+        self.directory = (workdir / "stages").absolute()
+        self.checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+
+    def _settings(self, name: str) -> pathlib.Path:
+        return self.directory / f"{name}.json"
+
+    def restore(self, name: str, abstract: Any, settings: Mapping[str, Any]) -> Any | None:
+        """The saved stage onto ``abstract``'s shardings; None if it was never saved.
+
+        A stage saved under other settings is a UsageError: it is kept, never refitted.
+        """
+        path = self.directory / name
+        if not path.is_dir():
+            return None
+        saved = json.loads(self._settings(name).read_text())
+        if saved != json.loads(json.dumps(dict(settings))):
+            raise UsageError(
+                f"{path} was computed with {saved}, this run asks for {dict(settings)}; "
+                "use a new --workdir, or move that folder aside to recompute it"
+            )
+        try:
+            return self.checkpointer.restore(path, args=ocp.args.StandardRestore(abstract))
+        except Exception as error:
+            raise UsageError(
+                f"stage {path} cannot be restored ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200]}); move it aside to recompute it"
+            ) from None
+
+    def save(self, name: str, tree: Any, settings: Mapping[str, Any]) -> None:
+        """Saves a stage (every process takes part; process 0 writes the settings)."""
+        if jax.process_index() == 0:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for partial in self.directory.glob(f"{name}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial)  # a save that was killed before it completed
+            settings_path = self._settings(name)
+            tmp = settings_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(dict(settings), indent=2, sort_keys=True) + "\n")
+            tmp.replace(settings_path)
+        self.checkpointer.save(self.directory / name, args=ocp.args.StandardSave(tree))
+
+    def close(self) -> None:
+        self.checkpointer.close()
 
 
 def load_final_params(workdir: str | pathlib.Path):

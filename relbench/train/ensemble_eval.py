@@ -28,8 +28,18 @@ import ml_collections
 
 from relbench.errors import UsageError
 from relbench.train import sharding
-from relbench.train.checkpoints import Checkpoints
-from relbench.train.loop import Experiment, build, evaluate, init_state, make_eval_step
+from relbench.train.checkpoints import Checkpoints, Stages
+from relbench.train.loop import (
+    Experiment,
+    after_training_settings,
+    after_training_steps,
+    build,
+    evaluate,
+    fit_posthoc,
+    init_state,
+    make_eval_step,
+    named_key,
+)
 from relbench.train.state import TrainState
 
 
@@ -80,33 +90,47 @@ def load_run(run_dir: str | pathlib.Path, mesh: jax.sharding.Mesh) -> FinishedRu
         state = checkpoints.restore_state(step, abstract)
     finally:
         checkpoints.close()
+    if after_training_steps(exp, state) is not None:  # the final state is the one after it
+        stages = Stages(workdir)
+        try:
+            state = stages.restore("after_training", abstract, after_training_settings(exp))
+        finally:
+            stages.close()
+        if state is None:
+            raise UsageError(
+                f"run '{workdir}' has not finished its after-training step; finish it with "
+                "`relbench train` first"
+            )
     return FinishedRun(workdir, config_dict["dataset"], exp, state, eval_key)
 
 
 @flax.struct.dataclass
 class EnsembleState:
-    """The runs' final states, read by the loop's eval step as one model's variables."""
+    """The runs' final states, read by the loop's eval step as one model's state."""
 
     states: tuple[TrainState, ...]
 
-    @property
-    def variables(self) -> tuple[dict, ...]:
-        return tuple(state.variables for state in self.states)
-
 
 def ensemble_predict(runs: Sequence[FinishedRun]):
-    """A ``predict_fn`` over the runs' variables: ``[sum_i M_i, B, K]`` logits."""
+    """A ``predict_fn`` over the runs' states: ``[sum_i M_i, B, K]`` logits."""
 
-    def predict_fn(apply_fn, variables, inputs, key):
+    def predict_fn(apply_fn, state, inputs, key):
         del apply_fn  # each run applies its own model.
         keys = [key] + [jax.random.fold_in(key, i) for i in range(1, len(runs))]
         outputs = [
-            run.exp.method.predict_fn(run.exp.model.apply, run_variables, inputs, run_key)
-            for run, run_variables, run_key in zip(runs, variables, keys, strict=True)
+            run.exp.method.predict_fn(run.exp.model.apply, run_state, inputs, run_key)
+            for run, run_state, run_key in zip(runs, state.states, keys, strict=True)
         ]
-        common = set.intersection(*(set(extras) for _, extras in outputs))
         logits = jnp.concatenate([logits for logits, _ in outputs])  # [sum M_i, B, K]
-        extras = {k: jnp.concatenate([e[k] for _, e in outputs]) for k in sorted(common)}
+        # An extra joins where every run has it with the same shape per member (the
+        # penultimate features of different models differ in width).
+        first = outputs[0][1]
+        common = [
+            k
+            for k in sorted(first)
+            if all(k in e and e[k].shape[1:] == first[k].shape[1:] for _, e in outputs)
+        ]
+        extras = {k: jnp.concatenate([e[k] for _, e in outputs]) for k in common}
         return logits, extras
 
     return predict_fn
@@ -132,5 +156,7 @@ def evaluate_runs(run_dirs: Sequence[str | pathlib.Path]) -> dict:
     state = EnsembleState(tuple(run.state for run in runs))
     state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), state)
     eval_step = make_eval_step(exp, mesh, state_sharding)
-    results, _ = evaluate(exp, state, eval_step, first.eval_key, mesh)
+    # The first run's post-hoc steps, fitted on the ensemble's outputs.
+    fitted = fit_posthoc(exp, state, eval_step.predict, named_key(first.eval_key, "posthoc"), mesh)
+    results, _ = evaluate(exp, state, eval_step, first.eval_key, mesh, fitted or None)
     return results

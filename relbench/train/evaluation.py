@@ -179,6 +179,8 @@ HEADLINE = (
     "crps",
     "coverage_90",
     "mean_predictive_std",
+    "raw/nll",  # beside the post-hoc steps' nll and ece, where a run has them
+    "raw/ece",
 )
 
 

@@ -1,13 +1,22 @@
 """The one train/eval loop: every method, every model, every dataset.
 
-``train_and_evaluate(config, workdir)`` builds the dataset, method, model and
-optimizer from their sub-configs, then runs one jitted, sharded train step per batch
-and evaluates every evaluation set at the end. The loop never names a method.
+``train_and_evaluate(config, workdir)`` builds the dataset, its likelihood, the method,
+the model and the optimizer from their sub-configs, then runs one jitted, sharded
+train step per batch, the method's after-training step, the post-hoc steps, and
+evaluates every evaluation set. The loop never names a method: it calls the method's
+functions at fixed points (``relbench.methods.method``).
 
-Keys (DESIGN.md): ``config.seed`` -> root key -> (init, train, eval) keys. The step's
-key is ``fold_in(train_key, step)``, computed inside the jitted step, so a resumed run
-draws the same numbers; random arrays are drawn in the global view, so the draws do
-not depend on the number of devices.
+A run's phases, each resumable: training (checkpointed every
+``checkpoint_every_steps``), after training (precise batch-norm statistics and the
+method's ``after_training``: ``stages/after_training``), post-hoc fitting
+(``stages/posthoc``), evaluation (``results.json``). A run killed in any phase resumes
+from the last one it finished, and ends bitwise equal to a run never stopped.
+
+Keys: ``config.seed`` -> root key -> (init, train, eval) keys. The step's key is
+``fold_in(train_key, step)``, computed inside the jitted step, so a resumed run draws
+the same numbers; random arrays are drawn in the global view, so the draws do not
+depend on the number of devices. The after-training key is derived from the train
+key, the post-hoc fit's from the eval key.
 """
 
 from __future__ import annotations
@@ -19,22 +28,28 @@ import pathlib
 import time
 import uuid
 import zlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from relbench import data as data_lib
 from relbench import methods as methods_lib
 from relbench import metrics as metrics_lib
 from relbench import models as models_lib
+from relbench import posthoc as posthoc_lib
 from relbench.errors import UsageError
-from relbench.methods.method import rng_dict
+from relbench.methods import likelihoods
+from relbench.methods.method import AfterTraining, after_training_sequence, rng_dict
+from relbench.methods.precise_bn import BATCH_STATS, precise_batch_norm
 from relbench.registry import check_kwargs
 from relbench.train import determinism, evaluation, optimizers, sharding
-from relbench.train.checkpoints import Checkpoints
+from relbench.train.checkpoints import Checkpoints, Stages
+from relbench.train.evaluation import EvaluationSettings
 from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
 from relbench.train.writers import RunWriter, progress_bar
@@ -42,7 +57,8 @@ from relbench.train.writers import RunWriter, progress_bar
 
 @dataclasses.dataclass(frozen=True)
 class LoopSettings:
-    """``config.train``: how long to train, and how often to log and checkpoint."""
+    """``config.train``: how long to train, how often to log and checkpoint, and what
+    happens between the last step and evaluation."""
 
     global_batch_size: int = 128
     num_epochs: float = 10.0
@@ -52,7 +68,18 @@ class LoopSettings:
     eval_batch_size: int = 512
     deterministic_ops: bool = False  # GPU: XLA's deterministic kernels (train/determinism.py)
     data_threads: int = 0  # grain threads reading ahead; 0: read each batch when needed
-    ensemble_axis_size: int = 1  # devices that split stacked members (deep_ensemble)
+    model_axis_size: int = 1  # devices that split what the method's partition rules name
+    precise_batch_norm: bool = True  # batch norms get population statistics after training
+    refit_batches: int = 100  # training batches after-training steps read (<= one epoch)
+
+
+@dataclasses.dataclass(frozen=True)
+class PosthocEntry:
+    """A post-hoc step of the run, with the name and hyperparameters it was made from."""
+
+    name: str
+    hparams: dict
+    step: posthoc_lib.PosthocStep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +87,62 @@ class Experiment:
     """Everything built from a config, before any training happens."""
 
     dataset: data_lib.Dataset
+    likelihood: likelihoods.Likelihood
     method: methods_lib.Method
     model: Any
     optimizer: optax.GradientTransformation
     settings: LoopSettings
     total_steps: int
     seed: int
-    evaluation: evaluation.EvaluationSettings = evaluation.EvaluationSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    posthoc: tuple[PosthocEntry, ...] = ()
+    method_config: dict = dataclasses.field(default_factory=dict)  # name and hparams
+
+
+def build_model(config_model: ml_collections.ConfigDict, method, num_classes: int):
+    """The model of ``config.model`` (widths and depths) with the method's layer types."""
+    kwargs = dict(config_model)
+    name = kwargs.pop("name")
+    reserved = sorted(set(kwargs) & {"layers", "num_classes"})
+    if reserved:
+        raise UsageError(
+            f"config.model.{reserved[0]} is set by the method and the dataset; remove it "
+            "from config.model (set it through config.method or config.dataset)"
+        )
+    layers = method.layers(models_lib.default_layers(name))
+    return models_lib.make(name, **kwargs, layers=layers, num_classes=num_classes)
+
+
+def build_posthoc(config: ml_collections.ConfigDict, dataset) -> tuple[PosthocEntry, ...]:
+    """``config.posthoc``'s steps, each from its ``config.posthoc_hparams.<name>``."""
+    if "posthoc" not in config:  # a config from before post-hoc steps existed
+        return ()
+    entries = []
+    for name in config.posthoc:
+        posthoc_lib.POSTHOC_STEPS.get(name)  # an unknown name lists the valid ones
+        if name not in config.posthoc_hparams:
+            raise UsageError(
+                f"config.posthoc names '{name}' but config.posthoc_hparams.{name} is "
+                "missing; build the config's posthoc_hparams with "
+                "relbench.configs.posthoc_hparams_config()"
+            )
+        hparams = dict(config.posthoc_hparams[name])
+        step = posthoc_lib.make(name, **hparams)
+        if dataset.task not in step.tasks:
+            raise UsageError(
+                f"post-hoc step '{name}' is defined for {', '.join(step.tasks)} datasets, "
+                f"this one is {dataset.task}; remove it from config.posthoc"
+            )
+        sets = dataset.eval_sets
+        if step.split not in sets or sets[step.split].is_ood:
+            raise UsageError(
+                f"post-hoc step '{name}' fits on '{step.split}', which is not an "
+                f"in-distribution set of this dataset; set "
+                f"config.posthoc_hparams.{name}.split to one of: "
+                f"{', '.join(n for n, s in sets.items() if not s.is_ood)}"
+            )
+        entries.append(PosthocEntry(name, hparams, step))
+    return tuple(entries)
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
@@ -74,29 +150,34 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     check_kwargs(LoopSettings, config.train, "config.train", "the loop")
     settings = LoopSettings(**config.train)
     dataset = data_lib.make(**config.dataset)
-    method = methods_lib.make(**config.method)
-    model_kwargs = dict(config.model)
-    clash = sorted(set(model_kwargs) & {*method.model_kwargs, "num_classes"})
-    if clash:
+    likelihood = likelihoods.for_task(dataset.task)
+    if "likelihood" in config.method:
         raise UsageError(
-            f"config.model.{clash[0]} is set by the method or the dataset; remove it from "
-            "config.model (set it through config.method or config.dataset)"
+            "config.method.likelihood is not a hyperparameter: the dataset's task picks "
+            "the likelihood; remove it"
         )
-    model = models_lib.make(**model_kwargs, **method.model_kwargs, num_classes=dataset.num_classes)
+    method = methods_lib.make(likelihood=likelihood, **config.method)
+    model = build_model(config.model, method, dataset.num_classes)
     total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
-    optimizer = optimizers.make(total_steps=total_steps, **config.optimizer)
+    optimizer = method.optimizer(
+        optimizers.make(total_steps=total_steps, decay_mask=method.decay_mask, **config.optimizer),
+        total_steps,
+    )
     # A config without an evaluation suite evaluates the dataset's own sets only.
     evaluation_kwargs = dict(config.evaluation) if "evaluation" in config else {}
-    check_kwargs(evaluation.EvaluationSettings, evaluation_kwargs, "config.evaluation", "the loop")
+    check_kwargs(EvaluationSettings, evaluation_kwargs, "config.evaluation", "the loop")
     return Experiment(
         dataset,
+        likelihood,
         method,
         model,
         optimizer,
         settings,
         total_steps,
         config.seed,
-        evaluation.EvaluationSettings(**evaluation_kwargs),
+        EvaluationSettings(**evaluation_kwargs),
+        build_posthoc(config, dataset),
+        config.method.to_dict(),
     )
 
 
@@ -114,7 +195,19 @@ def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _named_key(key: jax.Array, name: str) -> jax.Array:
+def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """``config.json``; a different one already there (a run resumed with changes) is
+    kept as ``config.<i>.json``, the lowest free ``i``."""
+    path, text = workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
+    if path.exists() and path.read_text() != text:
+        index = 1
+        while (workdir / f"config.{index}.json").exists():
+            index += 1
+        path.replace(workdir / f"config.{index}.json")
+    path.write_text(text)
+
+
+def named_key(key: jax.Array, name: str) -> jax.Array:
     return jax.random.fold_in(key, zlib.crc32(name.encode()))
 
 
@@ -171,30 +264,43 @@ def summing_metrics(train_step):
     return step, zeros
 
 
+def apply_posthoc(exp: Experiment, outputs, fitted: Sequence[Any]):
+    """The model's outputs through the run's post-hoc steps (the first ``len(fitted)``)."""
+    return posthoc_lib.apply_all([e.step for e in exp.posthoc[: len(fitted)]], outputs, fitted)
+
+
 def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
-    """The eval step ``(state, batch, key, is_ood) -> per-metric summable statistics``.
+    """The eval step ``(state, batch, key, is_ood, fitted) -> {view: statistics}``.
 
     It is two jitted programs: the method's prediction (the model's forward, compiled
-    once for every evaluation set) and the reduction of its outputs to the statistics
-    of the in-distribution or the OOD metric suite (each compiled once, and cheap).
+    once for every evaluation set), and the reduction of its outputs to the summable
+    statistics of the in-distribution or the OOD metric suite (each compiled once, and
+    cheap). With post-hoc steps (``fitted``: their parameters) the reduction reports two
+    views of the same forward pass: ``""`` after the steps and ``"raw/"`` before them.
     """
     replicated = sharding.replicated(mesh)
 
     def predict(state: TrainState, inputs, key):
-        return exp.method.predict_fn(exp.model.apply, state.variables, inputs, key)
+        return exp.method.predict_fn(exp.model.apply, state, inputs, key)
 
-    def statistics(outputs, labels, *, is_ood: bool):
-        logits, extras = outputs
-        predictions = metrics_lib.Predictions(
-            logits=logits,
-            log_probs=metrics_lib.predictive_log_probs(logits),
-            labels=labels["label"],
-            mask=labels["mask"],
-            extras=extras,
-            soft_labels=labels.get("soft_label"),
-        )
+    def statistics(outputs, labels, fitted, *, is_ood: bool):
         suite = metrics_lib.eval_suite(exp.dataset.task, is_ood)
-        return metrics_lib.batch_statistics(suite, predictions)
+
+        def view(view_outputs):
+            logits, extras = view_outputs
+            predictions = metrics_lib.Predictions(
+                logits=logits,
+                log_probs=metrics_lib.predictive_log_probs(logits),
+                labels=labels["label"],
+                mask=labels["mask"],
+                extras=extras,
+                soft_labels=labels.get("soft_label"),
+            )
+            return metrics_lib.batch_statistics(suite, predictions)
+
+        if fitted is None:
+            return {"": view(outputs)}
+        return {"": view(apply_posthoc(exp, outputs, fitted)), "raw/": view(outputs)}
 
     predict = jax.jit(
         predict, in_shardings=(state_sharding, sharding.batch_sharded(mesh), replicated)
@@ -204,10 +310,11 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
         for is_ood in (False, True)
     }
 
-    def eval_step(state: TrainState, batch, key, is_ood: bool):
+    def eval_step(state: TrainState, batch, key, is_ood: bool, fitted=None):
         labels = {name: value for name, value in batch.items() if name != "input"}
-        return reduce[is_ood](predict(state, batch["input"], key), labels)
+        return reduce[is_ood](predict(state, batch["input"], key), labels, fitted)
 
+    eval_step.predict = predict  # the post-hoc fit reuses the compiled forward pass
     return eval_step
 
 
@@ -218,41 +325,130 @@ def init_state(exp: Experiment, init_key: jax.Array) -> TrainState:
         dummy = exp.method.init_inputs(dummy)
     rngs = {"params": init_key, **rng_dict(init_key, exp.method.rng_streams)}
     variables = dict(exp.model.init(rngs, dummy, train=False))
+    fitted = None if exp.method.init_fitted is None else exp.method.init_fitted(variables)
     params = variables.pop("params")
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=exp.optimizer.init(params),
         collections=variables,
+        fitted=fitted,
     )
 
 
-def evaluate(exp: Experiment, state: TrainState, eval_step, eval_key, mesh):
+def split_data(exp: Experiment, mesh: jax.sharding.Mesh):
+    """``data(split)`` for after-training steps: global, sharded batches of a split.
+
+    ``"train"``: the first ``refit_batches`` batches of the training stream (at most one
+    epoch's worth), augmented as in training; an evaluation set's name: that set once,
+    its last batch padded and masked.
+    """
+    batch_sharding = sharding.batch_sharded(mesh)
+    settings, dataset = exp.settings, exp.dataset
+
+    def data(split: str) -> Iterator[dict[str, jax.Array]]:
+        if split == "train":
+            batches = data_lib.TrainBatches(
+                dataset.train,
+                settings.global_batch_size,
+                seed=exp.seed,
+                num_classes=dataset.label_classes,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+                augment=dataset.train_augment,
+            )
+            epoch = math.ceil(len(dataset.train) / settings.global_batch_size)
+            for step in range(min(settings.refit_batches, epoch)):
+                yield sharding.global_batch(batches(step), batch_sharding)
+            return
+        if split not in dataset.eval_sets:
+            raise UsageError(
+                f"no split '{split}' in this dataset; choose train or one of: "
+                f"{', '.join(dataset.eval_sets)}"
+            )
+        eval_set = dataset.eval_sets[split]
+        for local in _eval_batches(exp, eval_set):
+            yield sharding.global_batch(local, batch_sharding)
+
+    return data
+
+
+def _eval_batches(exp: Experiment, eval_set: data_lib.EvalSet):
+    return data_lib.eval_batches(
+        eval_set.source,
+        exp.settings.eval_batch_size,
+        None if eval_set.is_ood else exp.dataset.label_classes,
+        jax.process_index(),
+        jax.process_count(),
+    )
+
+
+def set_outputs(exp: Experiment, state, predict, split: str, key: jax.Array, mesh):
+    """The model's outputs and targets on every example of an evaluation set, in dataset
+    order, replicated on every device: ``((logits [M, N, K], extras), targets)``."""
+    replicate = jax.jit(lambda tree: tree, out_shardings=sharding.replicated(mesh))
+    batch_sharding = sharding.batch_sharded(mesh)
+    eval_set = exp.dataset.eval_sets[split]
+    outputs, targets = [], []
+    for index, local in enumerate(_eval_batches(exp, eval_set)):
+        batch = sharding.global_batch(local, batch_sharding)
+        logits, extras = predict(state, batch["input"], jax.random.fold_in(key, index))
+        # [M, B, ...] outputs and [B, ...] targets, all replicated.
+        outputs.append(replicate((logits, extras)))
+        targets.append(replicate({k: v for k, v in batch.items() if k not in ("input", "mask")}))
+    n = len(eval_set.source)  # padding rows come last: cut them off
+    logits = jnp.concatenate([o[0] for o in outputs], axis=1)[:, :n]
+    extras = {k: jnp.concatenate([o[1][k] for o in outputs], axis=1)[:, :n] for k in outputs[0][1]}
+    return (logits, extras), {k: jnp.concatenate([t[k] for t in targets])[:n] for k in targets[0]}
+
+
+def fit_posthoc(exp: Experiment, state, predict, eval_key: jax.Array, mesh) -> list[Any]:
+    """Fits every post-hoc step, in order, on its predecessors' outputs of its split.
+
+    Each split is predicted once (with a key of its own, apart from the evaluation's),
+    whatever the number of steps that fit on it.
+    """
+    fitted, cache = [], {}
+    replicated = sharding.replicated(mesh)
+    for entry in exp.posthoc:
+        split = entry.step.split
+        if split not in cache:
+            cache[split] = set_outputs(exp, state, predict, split, named_key(eval_key, split), mesh)
+        outputs, targets = cache[split]
+        outputs = apply_posthoc(exp, outputs, fitted)
+        fitted.append(jax.jit(entry.step.fit, out_shardings=replicated)(outputs, targets))
+    return fitted
+
+
+def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None):
     """Every evaluation set, each example counted once -> ``(results, curves)``.
 
     ``results`` is ``{set: {metric: value}}`` plus the OOD mixtures and shift-family
     aggregates of ``evaluation.summarize``; ``curves`` holds the arrays behind plots.
+    With post-hoc steps, every set's metrics are those after the steps, and the raw
+    model's are beside them under ``raw/<metric>``.
     """
     batch_sharding = sharding.batch_sharded(mesh)
-    evaluated = {}
+    views = ("",) if fitted is None else ("", "raw/")
+    evaluated: dict[str, dict] = {view: {} for view in views}
     for set_name, eval_set in evaluation.evaluation_sets(exp.dataset, exp.evaluation).items():
         suite = metrics_lib.eval_suite(exp.dataset.task, eval_set.is_ood)
-        set_key = _named_key(eval_key, set_name)
-        totals = None
-        batches = data_lib.eval_batches(
-            eval_set.source,
-            exp.settings.eval_batch_size,
-            None if eval_set.is_ood else exp.dataset.label_classes,
-            jax.process_index(),
-            jax.process_count(),
-        )
-        for index, local in enumerate(batches):
+        set_key = named_key(eval_key, set_name)
+        totals = dict.fromkeys(views)
+        for index, local in enumerate(_eval_batches(exp, eval_set)):
             batch = sharding.global_batch(local, batch_sharding)
             key = jax.random.fold_in(set_key, index)
-            stats = eval_step(state, batch, key, eval_set.is_ood)
-            totals = metrics_lib.add_statistics(suite, totals, jax.device_get(stats))
-        evaluated[set_name] = evaluation.SetTotals(eval_set.is_ood, suite, totals)
-    return evaluation.summarize(evaluated, exp.evaluation)
+            stats = jax.device_get(eval_step(state, batch, key, eval_set.is_ood, fitted))
+            for view in views:
+                totals[view] = metrics_lib.add_statistics(suite, totals[view], stats[view])
+        for view in views:
+            evaluated[view][set_name] = evaluation.SetTotals(eval_set.is_ood, suite, totals[view])
+    results, curves = evaluation.summarize(evaluated[""], exp.evaluation)
+    if fitted is not None:
+        raw, _ = evaluation.summarize(evaluated["raw/"], exp.evaluation)
+        for name, metrics in raw.items():
+            results[name].update({f"raw/{k}": v for k, v in metrics.items()})
+    return results, curves
 
 
 def _epoch(step: int, global_batch_size: int, num_examples: int) -> int:
@@ -271,6 +467,109 @@ def _check_finite(metrics: dict[str, float], step: int, checkpoints: Checkpoints
         )
 
 
+def after_training_steps(exp: Experiment, state: Any) -> AfterTraining | None:
+    """What runs between the last step and evaluation: precise batch-norm statistics
+    (where the model has batch norms and ``config.train.precise_batch_norm``), then the
+    method's ``after_training``; None if neither applies."""
+    has_batch_norm = bool(jax.tree.leaves(state.collections.get(BATCH_STATS, {})))
+    precise = exp.settings.precise_batch_norm and has_batch_norm
+    method = exp.method
+    return after_training_sequence(
+        precise_batch_norm(method.loss_fn, method.rng_streams, len(exp.dataset.train))
+        if precise
+        else None,
+        method.after_training,
+    )
+
+
+def after_training_settings(exp: Experiment) -> dict:
+    """The settings the after-training stage is saved with (and must match)."""
+    settings = exp.settings
+    return {
+        "method": exp.method_config,
+        "precise_batch_norm": settings.precise_batch_norm,
+        "refit_batches": settings.refit_batches,
+    }
+
+
+def finish_training(exp, state, stages: Stages, mesh, train_key):
+    """The after-training steps, once: restored from ``stages/after_training`` if a
+    previous run finished them."""
+    after_training = after_training_steps(exp, state)
+    if after_training is None:
+        return state
+    settings = after_training_settings(exp)
+    abstract = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), state
+    )
+    restored = stages.restore("after_training", abstract, settings)
+    if restored is not None:
+        return restored
+    key = named_key(train_key, "after_training")
+    finished = after_training(exp.model.apply, state, split_data(exp, mesh), key)
+    same = jax.tree.map(lambda a, b: (a.shape, a.dtype) == (b.shape, b.dtype), state, finished)
+    if jax.tree.structure(finished) != jax.tree.structure(state) or not all(jax.tree.leaves(same)):
+        raise ValueError(
+            "the method's after_training returned a state of another structure than the "
+            "one it got; declare what it fits with Method.init_fitted"
+        )
+    # Whatever sharding XLA gave the new leaves, the state keeps the loop's shardings.
+    finished = jax.device_put(finished, jax.tree.map(lambda leaf: leaf.sharding, state))
+    stages.save("after_training", finished, settings)
+    return finished
+
+
+def _posthoc_settings(exp: Experiment) -> dict:
+    return {"steps": [{"name": e.name, "hparams": e.hparams} for e in exp.posthoc]}
+
+
+def _abstract_posthoc(exp: Experiment, state, mesh) -> list[Any]:
+    """The shapes of the fitted post-hoc parameters, replicated (to restore them)."""
+    splits = {}
+    for entry in exp.posthoc:
+        source = exp.dataset.eval_sets[entry.step.split].source
+        one = source.read(np.zeros(1, np.int64))  # [1, ...] -> [N, ...] shapes
+        shapes = {
+            k: jax.ShapeDtypeStruct((len(source), *v.shape[1:]), v.dtype) for k, v in one.items()
+        }
+        splits[entry.step.split] = shapes
+
+    def fit_all(state, splits, key):
+        fitted = []
+        for entry in exp.posthoc:
+            split = splits[entry.step.split]
+            outputs = exp.method.predict_fn(exp.model.apply, state, split["input"], key)
+            targets = {k: v for k, v in split.items() if k != "input"}
+            fitted.append(entry.step.fit(apply_posthoc(exp, outputs, fitted), targets))
+        return fitted
+
+    shapes = jax.eval_shape(fit_all, state, splits, jax.random.key(0))
+    replicated = sharding.replicated(mesh)
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes
+    )
+
+
+def posthoc_parameters(exp, state, eval_step, stages: Stages, mesh, eval_key, writer):
+    """The fitted post-hoc parameters, once: restored from ``stages/posthoc`` if a
+    previous run fitted them; None without post-hoc steps."""
+    if not exp.posthoc:
+        return None
+    settings = _posthoc_settings(exp)
+    restored = stages.restore("posthoc", _abstract_posthoc(exp, state, mesh), settings)
+    if restored is not None:
+        return restored
+    fitted = fit_posthoc(exp, state, eval_step.predict, named_key(eval_key, "posthoc"), mesh)
+    writer.write_posthoc(
+        {
+            e.name: {"hparams": e.hparams, "fitted": p}
+            for e, p in zip(exp.posthoc, fitted, strict=True)
+        }
+    )
+    stages.save("posthoc", fitted, settings)
+    return fitted
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
     """Trains (resuming from the latest checkpoint in ``workdir``) and evaluates.
 
@@ -284,16 +583,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     sharding.check_batch_size(settings.eval_batch_size, "config.train.eval_batch_size")
     is_writer = jax.process_index() == 0
     if is_writer:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+        write_config(workdir, config)
 
-    mesh = sharding.data_mesh(settings.ensemble_axis_size)
+    mesh = sharding.data_mesh(settings.model_axis_size)
     replicated = sharding.replicated(mesh)
     batch_sharding = sharding.batch_sharded(mesh)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(exp.seed), 3)
 
     initialize = functools.partial(init_state, exp)
     state_shape = jax.eval_shape(initialize, init_key)
-    state_sharding = sharding.state_sharding(mesh, state_shape, exp.method.stacked_members)
+    state_sharding = sharding.state_sharding(mesh, state_shape, exp.method.partition_rules)
     summing_step, zero_sums = summing_metrics(make_train_step(exp))
     train_step = jax.jit(
         summing_step,
@@ -320,6 +619,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     )
     iterator = data_lib.train_iterator(batches, exp.total_steps, settings.data_threads)
     checkpoints = Checkpoints(workdir, settings.max_checkpoints_to_keep)
+    stages = Stages(workdir)
     start = checkpoints.latest_step()
     if start is None:
         state = jax.jit(initialize, out_shardings=state_sharding)(init_key)
@@ -383,13 +683,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 checkpoints.save(done, state, iterator)
             bar.update(1)
         bar.close()
-        results, curves = evaluate(exp, state, eval_step, eval_key, mesh)
+        state = finish_training(exp, state, stages, mesh, train_key)
+        fitted = posthoc_parameters(exp, state, eval_step, stages, mesh, eval_key, writer)
+        results, curves = evaluate(exp, state, eval_step, eval_key, mesh, fitted)
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
         writer.write_results(results, curves)
-        run_probes(exp, state, eval_key, mesh, workdir, is_writer)
+        run_probes(exp, state, eval_key, mesh, workdir, is_writer, fitted)
     finally:
         bar.close()
         writer.close()
         checkpoints.close()
+        stages.close()
     return results

@@ -1,16 +1,17 @@
 """Optimizers and learning-rate schedules from ``config.optimizer``.
 
 ``make(total_steps=..., **config.optimizer)`` returns an optax ``GradientTransformation``.
-Weight decay applies to weight matrices only (parameters with ``ndim > 1``), the usual
-choice that leaves biases and normalization scales alone. Ensembles give per-unit
-parameters a leading member axis (``[M, N]`` biases, BatchEnsemble fast weights), so
-those are recognized by name (``_PER_UNIT``) rather than by rank. Decay is coupled (L2
-added to the gradient) for ``sgd`` and ``adam``, decoupled for ``adamw``.
+Weight decay applies to the parameters the method's ``decay_mask`` marks: by default
+weight matrices only (``ndim > 1``), the usual choice that leaves biases and
+normalization scales alone; methods whose per-unit parameters carry a member axis
+(ensembles) give their own mask. Decay is coupled (L2 added to the gradient) for
+``sgd`` and ``adam``, decoupled for ``adamw``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import optax
@@ -47,22 +48,15 @@ def schedule(
     return optax.join_schedules([warmup, main], [warmup_steps])
 
 
-# Per-unit parameters, never decayed, whatever their rank: biases, normalization scales,
-# and the BatchEnsemble / rank-1 fast weights (initialized near +-1, not 0).
-_PER_UNIT = frozenset(
-    ("bias", "scale", "alpha", "gamma", "alpha_loc", "alpha_scale", "gamma_loc", "gamma_scale")
-)
-
-
-def _kernels(params):
-    return jax.tree_util.tree_map_with_path(
-        lambda path, p: p.ndim > 1 and getattr(path[-1], "key", None) not in _PER_UNIT, params
-    )
+def matrices(params: Any) -> Any:
+    """The usual decay mask: weight matrices and kernels (rank > 1), not biases and scales."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def make(
     *,
     total_steps: int,
+    decay_mask: Callable[[Any], Any] = matrices,
     name: str = "sgd",
     learning_rate: float = 0.1,
     momentum: float = 0.9,
@@ -74,7 +68,8 @@ def make(
     decay_factor: float = 0.2,
     grad_clip_norm: float = 0.0,
 ) -> optax.GradientTransformation:
-    """The optimizer named ``name`` (sgd, adam or adamw) with a scheduled learning rate."""
+    """The optimizer named ``name`` (sgd, adam or adamw) with a scheduled learning rate;
+    weight decay applies to the leaves ``decay_mask(params)`` marks (the method's)."""
     lr = schedule(
         learning_rate, total_steps, schedule_kind, warmup_steps, decay_epochs_fraction, decay_factor
     )
@@ -83,12 +78,12 @@ def make(
     elif name == "adam":
         core = [optax.adam(lr)]
     elif name == "adamw":
-        core = [optax.adamw(lr, weight_decay=weight_decay, mask=_kernels)]
+        core = [optax.adamw(lr, weight_decay=weight_decay, mask=decay_mask)]
     else:
         raise UsageError(f"unknown config.optimizer.name '{name}'; choose sgd, adam or adamw")
     chain = []
     if grad_clip_norm > 0:
         chain.append(optax.clip_by_global_norm(grad_clip_norm))
     if weight_decay > 0 and name != "adamw":
-        chain.append(optax.add_decayed_weights(weight_decay, mask=_kernels))
+        chain.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
     return optax.chain(*chain, *core)

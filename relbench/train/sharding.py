@@ -1,19 +1,20 @@
 """The device mesh and how host batches become global, sharded arrays.
 
-The mesh is a ``data`` x ``ensemble`` grid over every device of every process.
-Batches are sharded on their leading axis over ``data`` (and replicated over
-``ensemble``); the train state is replicated, except that the members of a method whose
-variables are stacked on a leading member axis (``Method.stacked_members``, deep
-ensembles) may be split over ``ensemble`` (``config.train.ensemble_axis_size``; 1 by
-default, which puts every device on ``data``). Each process passes only its own rows,
-and ``jax.make_array_from_process_local_data`` assembles the global array, so the same
+The mesh is a ``data`` x ``model`` grid over every device of every process. Batches
+are sharded on their leading axis over ``data`` (and replicated over ``model``); the
+train state is replicated, except the leaves the method's partition rules assign to
+the ``model`` axis (``Method.partition_rules``: a deep ensemble's members, say), which
+``config.train.model_axis_size`` devices split (1 by default, which puts every device
+on ``data``). Each process passes only its own rows, and
+``jax.make_array_from_process_local_data`` assembles the global array, so the same
 code runs on one CPU and on a multi-host slice.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -22,45 +23,55 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from relbench.errors import UsageError
 
+PartitionRules = Sequence[tuple[str, PartitionSpec]]
 
-def data_mesh(ensemble_axis_size: int = 1) -> jax.sharding.Mesh:
-    """Every device on a ``data`` x ``ensemble`` grid; XLA propagates shardings (``Auto``
-    axes). The ``ensemble`` axis stays inside a process, so that each process still
-    reads its own rows of every batch."""
+
+def data_mesh(model_axis_size: int = 1) -> jax.sharding.Mesh:
+    """Every device on a ``data`` x ``model`` grid; XLA propagates shardings (``Auto``
+    axes). The ``model`` axis stays inside a process, so that each process still reads
+    its own rows of every batch."""
     local = jax.local_device_count()
-    if ensemble_axis_size < 1 or local % ensemble_axis_size:
+    if model_axis_size < 1 or local % model_axis_size:
         raise UsageError(
-            f"config.train.ensemble_axis_size {ensemble_axis_size} does not divide the "
+            f"config.train.model_axis_size {model_axis_size} does not divide the "
             f"{local} devices of a process; choose a divisor of {local}"
         )
     return jax.make_mesh(
-        (jax.device_count() // ensemble_axis_size, ensemble_axis_size),
-        ("data", "ensemble"),
+        (jax.device_count() // model_axis_size, model_axis_size),
+        ("data", "model"),
         axis_types=(jax.sharding.AxisType.Auto,) * 2,
     )
 
 
-def state_sharding(mesh: jax.sharding.Mesh, state_shape: Any, stacked_members: int) -> Any:
-    """The train state's shardings: replicated, except that on an ``ensemble`` axis of
-    size E > 1 every leaf with a leading axis of the ``stacked_members`` M members is
-    split over it (each device holds M / E members, their optimizer state and batch
-    statistics); a method without stacked members (0) cannot use such an axis."""
-    size = mesh.shape["ensemble"]
+def state_path(path: Sequence[Any]) -> str:
+    """A pytree path as the rules see it: ``"params/Dense_0/kernel"``."""
+    return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
+
+
+def state_sharding(mesh: jax.sharding.Mesh, state_shape: Any, rules: PartitionRules) -> Any:
+    """The train state's shardings: the first rule whose regex matches a leaf's path
+    (``state_path``) and whose spec is no longer than the leaf's rank shards it; every
+    other leaf is replicated. A sharded axis must divide by the mesh axes it is split
+    over: a leaf that does not is a UsageError that names it."""
     whole = replicated(mesh)
-    if size == 1:
-        return jax.tree.map(lambda _: whole, state_shape)
-    if not stacked_members or stacked_members % size:
-        raise UsageError(
-            f"config.train.ensemble_axis_size {size} splits the members of a method whose "
-            "variables are stacked per member (deep_ensemble) into equal groups; this "
-            f"method has {stacked_members or 'no stacked'} members: set it to 1 or to a "
-            "divisor of config.method.ensemble_size"
-        )
-    split = NamedSharding(mesh, PartitionSpec("ensemble"))
-    return jax.tree.map(
-        lambda leaf: split if leaf.ndim and leaf.shape[0] == stacked_members else whole,
-        state_shape,
-    )
+    compiled = [(re.compile(pattern), spec) for pattern, spec in rules]
+
+    def sharding(path, leaf):
+        name = state_path(path)
+        for pattern, spec in compiled:
+            if pattern.search(name) and len(spec) <= leaf.ndim:
+                for size, axes in zip(leaf.shape, spec, strict=False):
+                    devices = np.prod([mesh.shape[a] for a in np.atleast_1d(axes) if a])
+                    if size % devices:
+                        raise UsageError(
+                            f"{name} {tuple(leaf.shape)} cannot be split over {devices} "
+                            f"devices of the mesh's {spec} axes; set "
+                            "config.train.model_axis_size to a divisor of its size"
+                        )
+                return NamedSharding(mesh, spec)
+        return whole
+
+    return jax.tree_util.tree_map_with_path(sharding, state_shape)
 
 
 def check_batch_size(global_batch_size: int, what: str) -> None:

@@ -10,17 +10,23 @@ import jax
 
 @flax.struct.dataclass
 class TrainState:
-    """Step, parameters, optimizer state and every non-parameter collection.
+    """Step, parameters, optimizer state, every non-parameter collection, and what the
+    method fits after training.
 
     ``collections`` holds what models update in training besides parameters (batch
     statistics, spectral-norm vectors, GP precision matrices), keyed by collection name.
-    No PRNG key lives here: the step's key is derived from the step (DESIGN.md, Keys).
+    ``opt_state`` is the state of the run's optimizer as the method wrapped it (a
+    trajectory method's moments live there). ``fitted`` is the slot a method's
+    ``after_training`` fills (``Method.init_fitted`` gives its structure at init; None
+    for methods that fit nothing). No PRNG key lives here: the step's key is derived
+    from the step, so a resumed run draws the same numbers.
     """
 
     step: jax.Array
     params: Any
     opt_state: Any
     collections: dict[str, Any]
+    fitted: Any = None
 
     @property
     def variables(self) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import pathlib
 import sys
 from collections.abc import Mapping
 
+import jax
+import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
@@ -45,15 +47,28 @@ class RunWriter:
         if curves is not None:
             outputs["curves.json"] = json.dumps(curves)
         for name, content in outputs.items():
-            path = self.workdir / name
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(content + "\n")
-            tmp.replace(path)  # never leave a half-written file behind
+            _write_atomically(self.workdir / name, content)
+
+    def write_posthoc(self, steps: Mapping[str, Mapping]) -> None:
+        """``posthoc.json``: each post-hoc step's hyperparameters and fitted values."""
+        if not self.enabled:
+            return
+        as_lists = jax.tree.map(
+            lambda a: np.asarray(a.addressable_data(0)).tolist() if isinstance(a, jax.Array) else a,
+            steps,
+        )
+        _write_atomically(self.workdir / "posthoc.json", json.dumps(as_lists, indent=2))
 
     def close(self) -> None:
         if self.enabled:
             self._jsonl.close()
             self._tensorboard.close()
+
+
+def _write_atomically(path: pathlib.Path, content: str) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(content + "\n")
+    tmp.replace(path)  # never leave a half-written file behind
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> tqdm.tqdm:

@@ -10,7 +10,8 @@ from scipy import stats
 from relbench.data import augment
 from relbench.data.sources import ArraySource
 from relbench.errors import UsageError
-from relbench.methods.method import cross_entropy_loss
+from relbench.methods.likelihoods import CATEGORICAL
+from relbench.methods.method import likelihood_loss
 
 
 def test_splitmix64_matches_the_reference_generator():
@@ -121,7 +122,8 @@ def test_mixup_loss_is_the_weighted_sum_of_the_two_cross_entropies():
         "soft_label": lam[:, None] * one_hot[labels] + (1 - lam[:, None]) * one_hot[partners],
     }
     apply_fn = lambda variables, x, **kwargs: ((x[None], {}), {})  # noqa: E731
-    loss, _ = cross_entropy_loss(())(apply_fn, {}, batch, {}, step=0, num_train_examples=6)
+    loss_fn = likelihood_loss(CATEGORICAL, ())
+    loss, _ = loss_fn(apply_fn, {}, batch, {}, step=0, num_train_examples=6)
     ce = lambda y: optax.softmax_cross_entropy_with_integer_labels(logits[0], y)  # noqa: E731
     expected = np.mean(lam * ce(labels) + (1 - lam) * ce(partners))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)

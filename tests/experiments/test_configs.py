@@ -16,9 +16,10 @@ import jax
 import numpy as np
 import pytest
 
-from relbench import data, methods
+from relbench import configs, data, methods
 from relbench.errors import UsageError
-from relbench.train import configs, sharding
+from relbench.methods import likelihoods
+from relbench.train import sharding
 from relbench.train.loop import (
     build,
     init_state,
@@ -32,28 +33,33 @@ CONFIGS = sorted(p.name for p in EXPERIMENTS.glob("*.py"))
 METHODS = methods.METHODS.names()
 
 
-# The benchmark recipes take every method; a config written for one kind of task may
-# refuse a method with a UsageError (e.g. a regression config and a classification-only
-# method), and that pairing is skipped.
-RECIPES = {
-    "cifar10_wrn28_10.py",
-    "cifar100_wrn28_10.py",
-    "imagenet_resnet50.py",
-    "clinc_oos_lstm.py",
-}
+# A config may refuse a method only where the method has no meaning for the
+# likelihood of the config's dataset (``methods.UNDEFINED``: heteroscedastic on
+# regression data); every other pairing must build and trace.
+REGRESSION = {"diabetes_mlp.py", "heteroscedastic_toy_mlp.py"}
+
+# Set by the method (layer types, dropout rate, member count), never by config.model.
+METHOD_FIELDS = {"layers", "dropout_rate", "ensemble_size"}
 
 
 def load(name, arg):
     return configs.load(f"{EXPERIMENTS / name}:{arg}")
 
 
-def load_or_skip(name, arg):
-    try:
-        return load(name, arg)
-    except UsageError as error:
-        if name in RECIPES:
-            raise
-        pytest.skip(f"{name} refuses {arg}: {error}")
+def likelihood_of(name):
+    return likelihoods.Gaussian() if name in REGRESSION else likelihoods.CATEGORICAL
+
+
+def make_method_or_skip(name, method, hparams):
+    """The config's method for its dataset's likelihood; an UNDEFINED pairing is
+    refused with its reason, and skipped."""
+    likelihood = likelihood_of(name)
+    why = methods.UNDEFINED.get((method, likelihood.name))
+    if why is None:
+        return methods.make(method, likelihood=likelihood, **hparams)
+    with pytest.raises(UsageError, match="is not defined for the"):
+        methods.make(method, likelihood=likelihood, **hparams)
+    pytest.skip(f"{name} refuses {method}: {why}")
 
 
 def test_every_config_file_is_tested():
@@ -62,35 +68,45 @@ def test_every_config_file_is_tested():
         "cifar100_wrn28_10.py",
         "imagenet_resnet50.py",
         "digits_mlp.py",
+        "digits_cnn.py",
+        "diabetes_mlp.py",
+        "heteroscedastic_toy_mlp.py",
     } <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", CONFIGS)
 def test_full_size_config_loads_locked(name, method):
-    config = load_or_skip(name, method)
+    config = load(name, method)
     assert config.is_locked and config.method.name == method
     with pytest.raises(AttributeError):
         config.train.num_epoch = 1  # a misspelt key is an error, not a new field
-    # Fields the method sets never also appear in a recipe's config.model.
+    # config.model names widths and depths only: the method sets the rest.
+    assert not METHOD_FIELDS & set(config.model)
     hparams = {k: v for k, v in config.method.items() if k != "name"}
-    if name in RECIPES:
-        assert not set(methods.make(method, **hparams).model_kwargs) & set(config.model)
+    make_method_or_skip(name, method, hparams)
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", CONFIGS)
 def test_smoke_config_builds_and_traces(name, method):
+    config = load(name, f"{method},smoke")
+    assert not METHOD_FIELDS & set(config.model)
     try:
-        trace_smoke(name, method)
+        exp = build(config)
     except UsageError as error:
-        if name in RECIPES:
+        likelihood = likelihoods.for_task(data.make(**config.dataset).task)
+        why = methods.UNDEFINED.get((method, likelihood.name))
+        if why is None:
             raise
-        pytest.skip(f"{name} refuses {method}: {error}")
+        assert why in str(error)
+        pytest.skip(f"{name} refuses {method}: {why}")
+    # The dataset's task picks the likelihood (and REGRESSION lists the right configs).
+    assert exp.likelihood == likelihoods.for_task(exp.dataset.task) == likelihood_of(name)
+    trace_smoke(exp)
 
 
-def trace_smoke(name, method):
-    exp = build(load_or_skip(name, f"{method},smoke"))
+def trace_smoke(exp):
     key = jax.random.key(0)
     state = jax.eval_shape(functools.partial(init_state, exp), key)
     batches = data.TrainBatches(
@@ -113,8 +129,11 @@ def trace_smoke(name, method):
         jax.eval_shape(functools.partial(eval_step, is_ood=is_ood), state, eval_batch, key)
 
 
-def run_smoke(name, method, workdir):
-    results = train_and_evaluate(load(name, f"{method},smoke"), workdir)
+def run_smoke(name, method, workdir, **hparams):
+    config = load(name, f"{method},smoke")
+    with config.unlocked():
+        config.method.update(hparams)
+    results = train_and_evaluate(config, workdir)
     assert "test" in results
     # Some metrics are undefined on 16 random examples (calibration AUC with no correct
     # prediction); the core ones never are.
@@ -131,10 +150,14 @@ def test_smoke_config_trains_and_evaluates(name, tmp_path):
 
 # Every method is traced on every config (test_smoke_config_builds_and_traces) and
 # trained on a CNN in tests/methods; on the WRN recipe, these train: spectral-normalized
-# convolutions with the epoch hook, folded BatchEnsemble convolutions, vmapped members.
-@pytest.mark.parametrize("method", ["sngp", "batchensemble", "deep_ensemble"])
-def test_conv_methods_train_on_the_cifar10_wrn_smoke_config(method, tmp_path):
-    run_smoke("cifar10_wrn28_10.py", method, tmp_path)
+# convolutions with the epoch hook, folded BatchEnsemble convolutions (not the method's
+# default: folding is what the CPU runs faster), vmapped members.
+@pytest.mark.parametrize(
+    "method, hparams",
+    [("sngp", {}), ("batchensemble", {"fold_conv_alpha": True}), ("deep_ensemble", {})],
+)
+def test_conv_methods_train_on_the_cifar10_wrn_smoke_config(method, hparams, tmp_path):
+    run_smoke("cifar10_wrn28_10.py", method, tmp_path, **hparams)
 
 
 def test_ub_cifar_recipe_values():

@@ -9,6 +9,7 @@ from relbench.errors import UsageError
 from relbench.layers.gaussian_process import (
     LAPLACE,
     RandomFeatureGaussianProcess,
+    hessian_weights,
     init_precision,
     mean_field_logits,
     predictive_covariance,
@@ -96,17 +97,22 @@ def test_momentum_precision_update_is_the_moving_average_of_batch_means():
     np.testing.assert_allclose(trained[LAPLACE]["precision"], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_softmax_likelihood_gives_one_laplace_precision_per_class():
-    ridge = 1.0
-    head = _head(ridge=ridge, likelihood="softmax")
-    x, test_x = _data(7, 10), _data(8, 5)
+def _per_class_head(link, seed, ridge=1.0):
+    """A per-class GP head with random output weights (so that the Hessian weights differ
+    between classes), trained on one batch: ``(head, variables, trained, x, kernel)``."""
+    head = _head(ridge=ridge, precision="per_class", link=link)
+    x = _data(seed, 10)
     variables = head.init(jax.random.key(0), x, train=False)
-    # Non-zero output weights, so the per-class Hessian weights differ between classes.
-    kernel = jax.random.normal(jax.random.key(9), (F, K))
+    kernel = jax.random.normal(jax.random.key(seed + 1), (F, K))
     variables = {**variables, "params": {**variables["params"], "output": {
         "kernel": kernel, "bias": jnp.zeros(K)}}}  # fmt: skip
-    trained = _train_on(head, variables, [x])
+    return head, variables, _train_on(head, variables, [x]), x, kernel
 
+
+def test_per_class_precision_gives_one_laplace_precision_per_class():
+    ridge = 1.0
+    head, variables, trained, x, kernel = _per_class_head("softmax", 7, ridge)
+    test_x = _data(8, 5)
     phi = _features(head, variables, x)
     logits = phi @ np.asarray(kernel, np.float64)
     expected = np.stack([ridge * np.eye(F)] * K)
@@ -124,6 +130,31 @@ def test_softmax_likelihood_gives_one_laplace_precision_per_class():
     for k in range(K):
         variance = ridge * np.einsum("nf,fg,ng->n", phi_test, np.linalg.inv(expected[k]), phi_test)
         np.testing.assert_allclose(extras["variance"][:, k], variance, rtol=1e-3, atol=1e-6)
+
+
+def test_sigmoid_hessian_weights_are_p_times_one_minus_p():
+    logits = np.asarray(jax.random.normal(jax.random.key(13), (6, K)), np.float64) * 3.0
+    p = 1.0 / (1.0 + np.exp(-logits))  # independent labels: one sigmoid per class
+    weights = hessian_weights(jnp.asarray(logits, jnp.float32), "sigmoid")
+    assert weights.shape == (6, K)
+    np.testing.assert_allclose(weights, p * (1 - p), rtol=1e-5, atol=1e-7)
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    softmax /= softmax.sum(-1, keepdims=True)
+    np.testing.assert_allclose(
+        hessian_weights(jnp.asarray(logits, jnp.float32)), softmax * (1 - softmax), rtol=1e-5
+    )
+
+
+def test_sigmoid_link_weighs_each_class_precision_by_its_own_sigmoid():
+    ridge = 1.0
+    head, variables, trained, x, kernel = _per_class_head("sigmoid", 14, ridge)
+    phi = _features(head, variables, x)
+    p = 1.0 / (1.0 + np.exp(-(phi @ np.asarray(kernel, np.float64))))  # [N, K]
+    expected = np.stack([ridge * np.eye(F)] * K)
+    for i in range(len(x)):
+        for k in range(K):
+            expected[k] += p[i, k] * (1 - p[i, k]) * np.outer(phi[i], phi[i])
+    np.testing.assert_allclose(trained[LAPLACE]["precision"], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_predictive_variance_by_cholesky_matches_the_inverse():
@@ -161,7 +192,8 @@ def test_training_returns_no_variance_and_evaluation_needs_no_mutable():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"likelihood": "probit"}, "likelihood"),
+        ({"precision": "gaussian"}, "precision"),
+        ({"link": "probit"}, "link"),
         ({"ridge": 0.0}, "ridge"),
         ({"momentum": 1.0}, "momentum"),
     ],

@@ -18,6 +18,7 @@ from relbench.layers.heteroscedastic import (
     mc_link_logits,
 )
 from relbench.methods.heteroscedastic import head_type
+from relbench.models.layer_types import LayerTypes
 from relbench.models.mlp import MLP
 
 N, D, K, R = 5, 3, 4, 2
@@ -208,7 +209,7 @@ def test_in_a_multi_member_model_with_plain_dense_layers():
     head = head_type(
         num_factors=R, loc=functools.partial(DenseHead, dense=nn.Dense), dense=nn.Dense
     )
-    model = MLP(K, hidden_sizes=(8,), ensemble_size=3, head=head)
+    model = MLP(K, hidden_sizes=(8,), layers=LayerTypes(head=head, ensemble_size=3))
     x = _features()
     variables = _init(model, _rngs(), x, train=False)
     logits, extras = _apply(

@@ -4,12 +4,12 @@ import ml_collections
 import numpy as np
 
 from experiments import digits_mlp
-from relbench import methods as methods_lib
 from relbench.train import sharding
 from relbench.train.ensemble_eval import load_run
 from relbench.train.loop import train_and_evaluate
 
-CNN = {"name": "cnn", "features": (4,), "hidden_size": 16, "dropout_rate": 0.1, "ensemble_size": 1}
+# Widths only: the method sets the layer types, the dropout rate and the member count.
+CNN = {"name": "cnn", "features": (4,), "hidden_size": 16}
 
 
 def smoke_config(method: str, model: dict | None = None, **hparams) -> ml_collections.ConfigDict:
@@ -19,9 +19,6 @@ def smoke_config(method: str, model: dict | None = None, **hparams) -> ml_collec
         config.method.update(hparams)
         if model is not None:
             config.model = ml_collections.ConfigDict(model)
-        for field in methods_lib.make(**config.method).model_kwargs:
-            if field in config.model:
-                del config.model[field]
         config.train.num_epochs = 0.1  # 4 steps of 32
         config.train.checkpoint_every_steps = 2
     return config
@@ -36,8 +33,8 @@ def train_and_check_members(config, workdir, members: int) -> dict:
         assert results["test"][name] > 0.0, name
     run = load_run(workdir, sharding.data_mesh())
     inputs = run.exp.dataset.eval_sets["test"].source.read(np.arange(8))["input"]
-    exp, variables = run.exp, run.state.variables
-    logits, _ = exp.method.predict_fn(exp.model.apply, variables, inputs, run.eval_key)
+    exp = run.exp
+    logits, _ = exp.method.predict_fn(exp.model.apply, run.state, inputs, run.eval_key)
     assert logits.shape == (members, 8, exp.dataset.num_classes)
     for m in range(1, members):
         assert not np.allclose(logits[0], logits[m], atol=1e-4)

@@ -53,7 +53,7 @@ def test_heteroscedastic_noise_grows_with_the_label_noise_rate():
         config.train.num_epochs = 300 * config.train.global_batch_size / 1257
     exp, state = _train(config)
     images = exp.dataset.eval_sets["test"].source.arrays["input"]
-    predict = jax.jit(lambda v, x: exp.method.predict_fn(exp.model.apply, v, x, jax.random.key(2)))
-    _, extras = predict(state.variables, images)
+    predict = jax.jit(lambda s, x: exp.method.predict_fn(exp.model.apply, s, x, jax.random.key(2)))
+    _, extras = predict(state, images)
     variance = np.asarray(extras["logit_variance"])[0].mean(axis=-1)
     assert stats.spearmanr(variance, noise_rate(images, 0.45))[0] > 0.2

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from relbench import methods
+from relbench import methods, models
 from relbench.errors import UsageError
+from relbench.methods.likelihoods import CATEGORICAL
 from relbench.models import CNN
 from relbench.train import optimizers, sharding
 from relbench.train.loop import (
@@ -26,9 +27,13 @@ from tests.methods.smoke import smoke_config, train_and_check_members
 M, B, K, STEPS = 3, 8, 4, 3
 
 
-def _experiment(method, model, optimizer):
+def _experiment(method, model):
+    """The method's experiment: momentum SGD with weight decay on its decay mask."""
     dataset = types.SimpleNamespace(train=range(64))  # the step only needs len(train)
-    return Experiment(dataset, method, model, optimizer, LoopSettings(), STEPS, 0)
+    optimizer = optimizers.make(
+        total_steps=STEPS, decay_mask=method.decay_mask, learning_rate=0.1, weight_decay=1e-3
+    )
+    return Experiment(dataset, CATEGORICAL, method, model, optimizer, LoopSettings(), STEPS, 0)
 
 
 def _train(exp, variables, batches):
@@ -44,10 +49,13 @@ def _train(exp, variables, batches):
 @pytest.mark.parametrize("unroll_conv", [False, True])
 def test_vectorized_ensemble_equals_members_trained_one_at_a_time(unroll_conv):
     """A CNN (conv, batch norm, dense, head) with momentum SGD and weight decay."""
-    optimizer = optimizers.make(total_steps=STEPS, learning_rate=0.1, weight_decay=1e-3)
     ensemble_method = methods.make("deep_ensemble", ensemble_size=M, unroll_conv=unroll_conv)
-    ensemble = CNN(K, features=(4,), hidden_size=8, **ensemble_method.model_kwargs)
-    single = CNN(K, features=(4,), hidden_size=8)
+    single_method = methods.make("deterministic")
+    ensemble_layers = ensemble_method.layers(models.default_layers("cnn"))
+    ensemble = CNN(K, features=(4,), hidden_size=8, layers=ensemble_layers)
+    single = CNN(
+        K, features=(4,), hidden_size=8, layers=single_method.layers(models.default_layers("cnn"))
+    )
     keys = jax.random.split(jax.random.key(0), STEPS)
     batches = [
         {
@@ -58,8 +66,8 @@ def test_vectorized_ensemble_equals_members_trained_one_at_a_time(unroll_conv):
     ]
     variables = ensemble.init(jax.random.key(1), batches[0]["input"], train=False)
     assert all(leaf.shape[0] == M for leaf in jax.tree.leaves(variables))
-    vectorized = _train(_experiment(ensemble_method, ensemble, optimizer), variables, batches)
-    single_exp = _experiment(methods.make("deterministic"), single, optimizer)
+    vectorized = _train(_experiment(ensemble_method, ensemble), variables, batches)
+    single_exp = _experiment(single_method, single)
     for m in range(M):
         member = jax.tree.map(lambda a, m=m: a[m], variables)
         alone = _train(single_exp, member, batches)
@@ -68,12 +76,7 @@ def test_vectorized_ensemble_equals_members_trained_one_at_a_time(unroll_conv):
             (vectorized.params, vectorized.collections),
             (alone.params, alone.collections),
         )
-    logits, _ = ensemble_method.predict_fn(
-        ensemble.apply,
-        {"params": vectorized.params, **vectorized.collections},
-        batches[0]["input"],
-        None,
-    )
+    logits, _ = ensemble_method.predict_fn(ensemble.apply, vectorized, batches[0]["input"], None)
     assert logits.shape == (M, B, K)
 
 
@@ -81,22 +84,27 @@ def test_mlp_trains_and_predicts_m_distinct_members(tmp_path):
     train_and_check_members(smoke_config("deep_ensemble", ensemble_size=3), tmp_path, members=3)
 
 
-def _with_ensemble_axis(size: int, method: str = "deep_ensemble", **hparams):
+def _with_model_axis(size: int, method: str = "deep_ensemble", **hparams):
     config = smoke_config(method, **hparams)
     with config.unlocked():
-        config.train.ensemble_axis_size = size
+        config.train.model_axis_size = size
     return config
 
 
-def test_ensemble_axis_splits_the_members_and_trains_like_replicated_members(tmp_path):
-    """On the 4 fake devices: ensemble_axis_size=2 puts 2 of the 4 members on each
-    device (batches on the other 2) and gives the replicated run's results."""
-    config = _with_ensemble_axis(2, ensemble_size=4)
+def _state_sharding(config, mesh):
     exp = build(config)
-    mesh = sharding.data_mesh(2)
-    assert dict(mesh.shape) == {"data": 2, "ensemble": 2}
     init = functools.partial(init_state, exp)
-    shardings = sharding.state_sharding(mesh, jax.eval_shape(init, jax.random.key(0)), 4)
+    shape = jax.eval_shape(init, jax.random.key(0))
+    return init, sharding.state_sharding(mesh, shape, exp.method.partition_rules)
+
+
+def test_model_axis_splits_the_members_and_trains_like_replicated_members(tmp_path):
+    """On the 4 fake devices: model_axis_size=2 puts 2 of the 4 members on each
+    device (batches on the other 2) and gives the replicated run's results."""
+    config = _with_model_axis(2, ensemble_size=4)
+    mesh = sharding.data_mesh(2)
+    assert dict(mesh.shape) == {"data": 2, "model": 2}
+    init, shardings = _state_sharding(config, mesh)
     state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
     for leaf in jax.tree.leaves((state.params, state.opt_state)):
         if leaf.ndim:
@@ -104,7 +112,7 @@ def test_ensemble_axis_splits_the_members_and_trains_like_replicated_members(tmp
     assert state.step.sharding.is_fully_replicated
 
     split = train_and_evaluate(config, tmp_path / "split")
-    replicated = train_and_evaluate(_with_ensemble_axis(1, ensemble_size=4), tmp_path / "whole")
+    replicated = train_and_evaluate(_with_model_axis(1, ensemble_size=4), tmp_path / "whole")
     assert split.keys() == replicated.keys()
     for set_name, metrics in replicated.items():
         for name, value in metrics.items():
@@ -112,13 +120,20 @@ def test_ensemble_axis_splits_the_members_and_trains_like_replicated_members(tmp
 
 
 @pytest.mark.parametrize(
-    "size,method,hparams,match",
+    "size,hparams,match",
     [
-        (3, "deep_ensemble", {"ensemble_size": 3}, "does not divide the 4 devices"),
-        (2, "deep_ensemble", {"ensemble_size": 3}, "this method has 3 members"),
-        (2, "mc_dropout", {}, "this method has no stacked members"),
+        (3, {"ensemble_size": 3}, "model_axis_size 3 does not divide the 4 devices"),
+        # The first leaf the member rule splits: its 3 members do not split over 2.
+        (2, {"ensemble_size": 3}, r"params/\S+ \(3, [^)]*\) cannot be split over 2 devices"),
     ],
 )
-def test_bad_ensemble_axis_is_one_clear_error(size, method, hparams, match, tmp_path):
+def test_bad_model_axis_is_one_clear_error(size, hparams, match, tmp_path):
     with pytest.raises(UsageError, match=match):
-        train_and_evaluate(_with_ensemble_axis(size, method, **hparams), tmp_path)
+        train_and_evaluate(_with_model_axis(size, **hparams), tmp_path)
+
+
+def test_a_method_without_partition_rules_is_replicated_on_the_model_axis():
+    """mc_dropout names no leaf for the model axis: its whole state is replicated."""
+    config = _with_model_axis(2, "mc_dropout")
+    _, shardings = _state_sharding(config, sharding.data_mesh(2))
+    assert all(s.is_fully_replicated for s in jax.tree.leaves(shardings))

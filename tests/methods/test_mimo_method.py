@@ -1,13 +1,14 @@
 """mimo: input shuffles, the stacked input and M-head layout, [M, B, K], smoke run."""
 
 import collections
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from relbench import methods
+from relbench import methods, models
 from relbench.errors import UsageError
 from relbench.models import MLP
 from relbench.models.mimo import MIMOHead, mimo_indices, repeated_inputs, stack_member_inputs
@@ -46,9 +47,8 @@ def test_head_m_reads_its_own_block_of_outputs():
     head = MIMOHead(4, ensemble_size=M)
     variables = head.init(jax.random.key(1), features, train=False)
     logits, _ = head.apply(variables, features, train=False)
-    full = (
-        features @ variables["params"]["Dense_0"]["kernel"] + variables["params"]["Dense_0"]["bias"]
-    )
+    dense = variables["params"]["DenseHead_0"]["Dense_0"]  # the one head of M * K outputs
+    full = features @ dense["kernel"] + dense["bias"]
     for m in range(M):
         np.testing.assert_allclose(
             logits[m * B : (m + 1) * B], full[:, 4 * m : 4 * m + 4], rtol=1e-6
@@ -57,10 +57,11 @@ def test_head_m_reads_its_own_block_of_outputs():
 
 def test_loss_uses_each_members_own_labels_and_predict_gives_m_b_k():
     method = methods.make("mimo", ensemble_size=M)
-    model = MLP(5, hidden_sizes=(8,), ensemble_size=1, head=method.model_kwargs["head"])
+    model = MLP(5, hidden_sizes=(8,), layers=method.layers(models.default_layers("mlp")))
     x = jax.random.normal(jax.random.key(0), (B, 6))
     variables = model.init(jax.random.key(1), method.init_inputs(x[:1]), train=False)
-    logits, _ = method.predict_fn(model.apply, variables, x, None)
+    state = types.SimpleNamespace(variables=variables)
+    logits, _ = method.predict_fn(model.apply, state, x, None)
     assert logits.shape == (M, B, 5)
     batch = {"input": x, "label": jnp.arange(B) % 5}
     rngs = {"mimo": jax.random.key(2)}

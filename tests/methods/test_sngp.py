@@ -1,21 +1,26 @@
 """The sngp method: its record, its hooks, and what the loop does with them."""
 
+import dataclasses
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sngp_runs import final_state, head_features, precision, tiny_moons_config
 
 from relbench import methods, models
 from relbench.errors import UsageError
 from relbench.layers.gaussian_process import LAPLACE
 from relbench.layers.spectral_norm import SPECTRAL_STATS
+from relbench.methods.likelihoods import Gaussian
 from relbench.metrics.predictive import predictive_probs
 from relbench.train.state import TrainState
+from tests.methods.sngp_runs import final_state, head_features, precision, tiny_moons_config
 
 
-def _mlp(method, **kwargs):
-    return models.make("mlp", num_classes=3, hidden_sizes=(8,), **method.model_kwargs, **kwargs)
+def _mlp(method, **layer_changes):
+    layers = dataclasses.replace(method.layers(models.default_layers("mlp")), **layer_changes)
+    return models.make("mlp", num_classes=3, hidden_sizes=(8,), layers=layers)
 
 
 def test_predict_fn_returns_mean_field_logits_and_the_variance():
@@ -23,7 +28,8 @@ def test_predict_fn_returns_mean_field_logits_and_the_variance():
     model = _mlp(method)
     x = jax.random.normal(jax.random.key(0), (5, 4))
     variables = model.init(jax.random.key(1), x, train=False)
-    logits, extras = method.predict_fn(model.apply, variables, x, jax.random.key(2))
+    state = types.SimpleNamespace(variables=variables)
+    logits, extras = method.predict_fn(model.apply, state, x, jax.random.key(2))
     raw, raw_extras = model.apply(variables, x, train=False)
     assert logits.shape == (1, 5, 3) and extras["variance"].shape == (1, 5, 3)
     np.testing.assert_allclose(
@@ -49,8 +55,10 @@ def test_on_epoch_start_resets_every_precision_to_ridge_identity():
 def test_bad_hyperparameters_fail_at_make():
     with pytest.raises(UsageError, match="precision_update"):
         methods.make("sngp", precision_update="ema")
-    with pytest.raises(UsageError, match="likelihood"):
-        methods.make("sngp", likelihood="probit")
+    with pytest.raises(UsageError, match="unknown sngp precision 'probit'"):
+        methods.make("sngp", precision="probit")
+    with pytest.raises(UsageError, match="precision='per_class'"):
+        methods.make("sngp", likelihood=Gaussian(), precision="per_class")
     with pytest.raises(UsageError, match="norm_bund"):
         methods.make("sngp", norm_bund=1.0)
 
@@ -85,7 +93,7 @@ def test_run_writes_the_uncertainty_surface_of_its_predictions(frozen_run):
     surface = np.load(workdir / "uncertainty_surface.npz")
     grid = surface["grid"]
     assert grid.shape == (36, 2)
-    logits, extras = exp.method.predict_fn(exp.model.apply, state.variables, grid, None)
+    logits, extras = exp.method.predict_fn(exp.model.apply, state, grid, None)
     probs = np.asarray(predictive_probs(logits))
     np.testing.assert_allclose(surface["uncertainty"].ravel(), 1 - probs.max(-1), rtol=1e-5)
     np.testing.assert_allclose(
@@ -95,7 +103,8 @@ def test_run_writes_the_uncertainty_surface_of_its_predictions(frozen_run):
 
 def test_cnn_gets_spectral_normalized_convolutions_of_the_real_operator():
     method = methods.make("sngp", num_random_features=16)
-    model = models.make("cnn", num_classes=3, features=(4,), hidden_size=8, **method.model_kwargs)
+    layers = method.layers(models.default_layers("cnn"))
+    model = models.make("cnn", num_classes=3, features=(4,), hidden_size=8, layers=layers)
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
     variables = model.init(jax.random.key(1), x, train=False)
     u_shapes = jax.tree.map(jnp.shape, variables[SPECTRAL_STATS])

@@ -8,7 +8,8 @@ import sys
 
 import jax
 import numpy as np
-from sngp_runs import final_state, precision, tiny_moons_config
+
+from tests.methods.sngp_runs import final_state, precision, tiny_moons_config
 
 HERE = pathlib.Path(__file__).resolve().parent
 

@@ -1,8 +1,7 @@
 """Distance awareness on two moons: sngp is uncertain far from the data, deterministic not."""
 
-from sngp_runs import experiment_config
-
 from relbench.train import loop
+from tests.methods.sngp_runs import experiment_config
 
 # On the ring of points at distance 3-5 from the moons (ood_far), K = 2, so the least
 # confident possible prediction has max-probability 1/K = 0.5.

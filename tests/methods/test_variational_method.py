@@ -1,5 +1,7 @@
 """The variational method: ELBO decomposition, KL annealing, sampled prediction."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,8 @@ KEY = jax.random.key(0)
 
 def _model_and_variables(method, name="mlp", input_shape=(6,)):
     kwargs = {"hidden_sizes": (8,)} if name == "mlp" else {"features": (4,), "hidden_size": 8}
-    model = models.make(name, num_classes=3, **kwargs, **method.model_kwargs)
+    layers = method.layers(models.default_layers(name))
+    model = models.make(name, num_classes=3, **kwargs, layers=layers)
     x = jax.random.normal(KEY, (5, *input_shape))
     variables = model.init({"params": KEY, "variational": KEY}, x, train=False)
     return model, variables, x
@@ -87,10 +90,12 @@ def test_prediction_stacks_posterior_samples_on_the_member_axis(name, layers):
     method = methods.make("variational", num_samples=4, stddev_init=0.5, layers=layers)
     shape = (6,) if name == "mlp" else (8, 8, 1)
     model, variables, x = _model_and_variables(method, name, shape)
-    logits, extras = jax.jit(lambda v, x, k: method.predict_fn(model.apply, v, x, k))(
-        variables, x, jax.random.key(9)
+    predict = lambda v, x, k: method.predict_fn(  # noqa: E731
+        model.apply, types.SimpleNamespace(variables=v), x, k
     )
-    assert logits.shape == (4, 5, 3) and extras == {}
+    logits, extras = jax.jit(predict)(variables, x, jax.random.key(9))
+    assert logits.shape == (4, 5, 3) and set(extras) == {"features"}
+    assert extras["features"].shape[:2] == (4, 5)
     assert not np.allclose(logits[0], logits[1])  # independent posterior samples
     assert np.all(np.isfinite(predictive_log_probs(logits)))
 

@@ -1,15 +1,20 @@
 """Architectures: published parameter counts (by jax.eval_shape, no memory), output
 shapes for every method's layer types, and layer math against naive references."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from relbench import methods, models
 from relbench.models.resnet import pad_shortcut
 from relbench.models.vit import dot_product_attention
+from relbench.train.state import TrainState
+from tests.models.tiny import TINY, tiny_inputs
 
 
 def num_params(model, input_shape, dtype=jnp.float32):
@@ -65,23 +70,24 @@ def test_cifar_resnets_have_the_published_parameter_counts(depth, published):
     assert round(count / 1e6, 2) == published
 
 
-TINY = {
-    "resnet_cifar": ({"depth": 8, "width": 4}, (16, 16, 3)),
-    "resnet": ({"stage_sizes": (1, 1), "width": 4}, (32, 32, 3)),
-    "wide_resnet": ({"depth": 10, "width_multiplier": 1}, (16, 16, 3)),
-    "vit": (
-        {"patch_size": 4, "hidden_size": 8, "num_layers": 1, "num_heads": 2, "mlp_dim": 8},
-        (16, 16, 3),
-    ),
-    "lstm": ({"vocab_size": 20, "embed_dim": 4, "hidden_size": 6}, (7,)),
-}
+def tiny_layers(name, **changes):
+    """Model ``name``'s default layer types with ``changes``."""
+    return dataclasses.replace(models.default_layers(name), **changes)
 
 
-def tiny_inputs(name, batch):
-    _, shape = TINY[name]
-    if name == "lstm":
-        return jax.random.randint(jax.random.key(1), (batch, *shape), 0, 20)
-    return jax.random.normal(jax.random.key(1), (batch, *shape))
+def init_train_state(method, model, init_inputs):
+    """The train state the loop starts from: variables, the method's optimizer state and
+    its fitted slot (e.g. SWAG's moments and samples, which its ``predict_fn`` reads)."""
+    variables = dict(model.init(jax.random.key(0), init_inputs, train=False))
+    fitted = None if method.init_fitted is None else method.init_fitted(variables)
+    params = variables.pop("params")
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=method.optimizer(optax.sgd(0.1), 10).init(params),
+        collections=variables,
+        fitted=fitted,
+    )
 
 
 @pytest.mark.parametrize("method_name", methods.METHODS.names())
@@ -91,14 +97,14 @@ def test_every_model_takes_every_method_and_returns_member_logits(name, method_n
     model; training a few steps runs in ``test_tiny_models_train`` and the configs."""
     method = methods.make(method_name)
     kwargs, _ = TINY[name]
-    model = models.make(name, num_classes=5, **kwargs, **method.model_kwargs)
+    layers = method.layers(models.default_layers(name))
+    model = models.make(name, num_classes=5, **kwargs, layers=layers)
     inputs = tiny_inputs(name, 3)
     key = jax.random.key(2)
     init_inputs = method.init_inputs(inputs) if method.init_inputs else inputs  # MIMO
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), init_inputs, train=False))
-    logits, extras = jax.eval_shape(
-        lambda v: method.predict_fn(model.apply, v, inputs, key), variables
-    )
+    state = jax.eval_shape(lambda: init_train_state(method, model, init_inputs))
+    variables = state.variables
+    logits, extras = jax.eval_shape(lambda s: method.predict_fn(model.apply, s, inputs, key), state)
     assert logits.ndim == 3 and logits.shape[1:] == (3, 5)
     assert all(v.shape[:2] == logits.shape[:2] for v in jax.tree.leaves(extras))
     batch = {"input": inputs, "label": jnp.array([0, 1, 4])}
@@ -114,7 +120,7 @@ def test_every_model_takes_every_method_and_returns_member_logits(name, method_n
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_ensemble_size_gives_one_logit_row_per_member(name):
     kwargs, _ = TINY[name]
-    model = models.make(name, num_classes=5, ensemble_size=3, **kwargs)
+    model = models.make(name, num_classes=5, layers=tiny_layers(name, ensemble_size=3), **kwargs)
     inputs = tiny_inputs(name, 2)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), inputs, train=False))
     logits, _ = jax.eval_shape(lambda v: model.apply(v, inputs, train=False), variables)
@@ -135,7 +141,8 @@ class RecordingDropout(nn.Dropout):
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_dropout_type_and_rate_reach_the_model(name):
     kwargs, _ = TINY[name]
-    model = models.make(name, num_classes=5, dropout_rate=0.3, dropout=RecordingDropout, **kwargs)
+    layers = tiny_layers(name, dropout_rate=0.3, dropout=RecordingDropout)
+    model = models.make(name, num_classes=5, layers=layers, **kwargs)
     inputs = tiny_inputs(name, 2)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), inputs, train=False))
     for train in (True, False):
@@ -194,7 +201,9 @@ def test_lstm_reads_the_last_real_token_so_padding_does_not_matter():
 
 def test_lstm_takes_any_flax_rnn_cell():
     kwargs, _ = TINY["lstm"]
-    model = models.make("lstm", num_classes=4, cell=nn.GRUCell, **kwargs)
+    model = models.make(
+        "lstm", num_classes=4, layers=tiny_layers("lstm", cell=nn.GRUCell), **kwargs
+    )
     tokens = jnp.array([[3, 4, 5, 0]])
     variables = model.init(jax.random.key(0), tokens, train=False)
     assert "GRUCell_0" in variables["params"]

@@ -8,7 +8,7 @@ import pathlib
 import ml_collections
 import pytest
 
-from relbench.train import configs
+from relbench import configs
 from relbench.train.loop import train_and_evaluate
 
 CIFAR10 = pathlib.Path(__file__).resolve().parents[2] / "experiments/cifar10_wrn28_10.py"

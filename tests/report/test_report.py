@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from relbench import data
-from relbench.train.benchmark import load_config
-from relbench.train.cli import main
+from relbench.cli import main
+from relbench.cli.benchmark import load_config
 from relbench.train.loop import train_and_evaluate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from relbench import configs
 from relbench.errors import UsageError
 from relbench.sweeps import runner
-from relbench.train import configs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRIALS = [

@@ -82,7 +82,7 @@ def test_relbench_train_sets_the_flag_before_jax_starts(tmp_path):
     # If anything on the CLI path started JAX's backend first, configure() could no
     # longer set the flag (on CPU it then sets nothing), and XLA_FLAGS would be unset.
     code = (
-        "import os, sys; from relbench.train import cli; "
+        "import os, sys; from relbench import cli; "
         "cli.main(['relbench', 'train', '--config', sys.argv[1], "
         "'--config.train.deterministic_ops=True', '--config.train.num_epochs=0.05', "
         "'--workdir', sys.argv[2]]); print(os.environ.get('XLA_FLAGS'))"

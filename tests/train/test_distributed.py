@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from relbench.errors import UsageError
-from relbench.train import distributed, launch
+from relbench.launch import distributed, processes
+from relbench.launch import local as launch
 
 
 def test_single_process_without_flags_or_cluster():
@@ -55,7 +56,7 @@ def test_launch_stops_the_others_when_one_fails(monkeypatch):
         return [sleep, [sys.executable, "-c", "raise SystemExit(3)"]][:processes]
 
     monkeypatch.setattr(launch, "worker_commands", commands)
-    monkeypatch.setattr(launch, "_GRACE_SECONDS", 5.0)
+    monkeypatch.setattr(processes, "_GRACE_SECONDS", 5.0)
     assert launch.launch(["--config=c.py"], processes=2) == 3
 
 

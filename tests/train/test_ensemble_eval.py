@@ -51,7 +51,7 @@ def test_ensemble_metrics_equal_sklearn_on_the_mean_member_softmax(runs):
     for run_dir in runs:
         run = load_run(run_dir, mesh)
         logits, _ = run.exp.method.predict_fn(
-            run.exp.model.apply, run.state.variables, data["input"], run.eval_key
+            run.exp.model.apply, run.state, data["input"], run.eval_key
         )
         probs.append(np.asarray(jax.nn.softmax(logits), np.float64))  # [M_i, N, K]
     mean = np.concatenate(probs).mean(0)  # 1 + 4 members
@@ -81,7 +81,7 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path):
 
 
 def test_cli_needs_ensemble_flag_for_several_runs(runs):
-    command = [sys.executable, "-c", "from relbench.train.cli import main; main()"]
+    command = [sys.executable, "-c", "from relbench.cli import main; main()"]
     command += ["eval", str(runs[0]), str(runs[1])]
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from relbench import data
+from relbench.configs import evaluation_config
 from relbench.errors import UsageError
 from relbench.train import evaluation
-from relbench.train.configs import evaluation_config
 
 
 def test_evaluation_sets_add_the_shift_suite():

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
+from relbench import configs
 from relbench.errors import UsageError
-from relbench.train import configs
 from relbench.train.checkpoints import load_final_params
 from relbench.train.loop import train_and_evaluate
 
@@ -90,7 +90,8 @@ def test_resume_after_sigkill_is_bitwise_identical(mc_dropout_run, tmp_path):
     killed = run_python(
         f"""
         import os, signal
-        from relbench.train import configs, writers
+        from relbench import configs
+        from relbench.train import writers
         from relbench.train.loop import train_and_evaluate
         write = writers.RunWriter.write
         def write_then_die(self, step, prefix, metrics):
@@ -116,7 +117,7 @@ def test_device_count_does_not_change_results(mc_dropout_run, tmp_path):
     run_python(
         f"""
         import jax
-        from relbench.train import configs
+        from relbench import configs
         from relbench.train.loop import train_and_evaluate
         assert jax.device_count() == 1
         train_and_evaluate(configs.load({SMOKE.format(method="mc_dropout")!r}), {str(tmp_path)!r})
@@ -213,7 +214,8 @@ def test_cli_prints_one_error_line_for_unknown_override(tmp_path):
         [
             sys.executable,
             "-m",
-            "relbench.train",
+            "relbench",
+            "train",
             "--config",
             SMOKE.format(method="deterministic"),
             "--config.train.num_epoch=1",
@@ -237,7 +239,8 @@ def test_cli_trains_and_prints_results_table(tmp_path):
         [
             sys.executable,
             "-m",
-            "relbench.train",
+            "relbench",
+            "train",
             "--config",
             SMOKE.format(method="deterministic"),
             "--workdir",
@@ -258,7 +261,8 @@ def test_cli_unknown_method_is_one_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "relbench.train",
+            "relbench",
+            "train",
             "--config",
             str(REPO / "experiments/digits_mlp.py") + ":nosuch",
             "--workdir",

@@ -28,7 +28,9 @@ def test_diabetes_with_the_deterministic_gaussian_head(tmp_path):
 @pytest.mark.parametrize(
     ("method", "overrides", "raters"),
     [
-        ("heteroscedastic", {"link": "sigmoid", "parameter_efficient": True}, 3),
+        # The link is the likelihood's (softmax for these classes); the sigmoid link of
+        # the Bernoulli likelihood: tests/methods/test_likelihoods.py.
+        ("heteroscedastic", {"parameter_efficient": True}, 3),
         ("heteroscedastic", {}, 0),
     ],
 )

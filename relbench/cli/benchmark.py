@@ -23,7 +23,11 @@ from relbench import methods as methods_lib
 from relbench.report import write_report
 from relbench.train.loop import train_and_evaluate
 
-EXPERIMENTS = ("experiments/digits_mlp.py", "experiments/two_moons_mlp.py")
+EXPERIMENTS = (
+    "experiments/digits_mlp.py",
+    "experiments/digits_cnn.py",
+    "experiments/two_moons_mlp.py",
+)
 
 
 def load_config(path: str | pathlib.Path, arg: str) -> ml_collections.ConfigDict:

@@ -15,19 +15,16 @@ collective until JAX's heartbeat timeout) and exits with the failed process's st
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 
 from relbench.errors import UsageError
+from relbench.launch.processes import relbench_command, sigterm_as_exit, stop
 
 _POLL_SECONDS = 0.1
-_GRACE_SECONDS = 10.0
 
 
 def free_port() -> int:
@@ -35,11 +32,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def relbench_command(*args: str) -> list[str]:
-    """The argv that runs ``relbench ARGS`` with this interpreter."""
-    return [sys.executable, "-m", "relbench", *args]
 
 
 def worker_commands(
@@ -64,35 +56,6 @@ def worker_env(devices_per_process: int | None) -> dict[str, str]:
         env["JAX_PLATFORMS"] = "cpu"
         env["JAX_NUM_CPU_DEVICES"] = str(devices_per_process)
     return env
-
-
-@contextlib.contextmanager
-def sigterm_as_exit():
-    """Within, SIGTERM raises SystemExit, so ``finally`` blocks stop the children."""
-
-    def on_sigterm(signum, frame):
-        del frame
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def stop(workers: Sequence[subprocess.Popen]) -> None:
-    """SIGTERM every live worker, then SIGKILL whichever outlives the grace period."""
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + _GRACE_SECONDS
-    for worker in workers:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.wait(timeout=max(0.0, deadline - time.monotonic()))
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
 
 
 def launch(

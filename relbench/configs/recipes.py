@@ -24,15 +24,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import ml_collections
 
-from relbench.errors import UsageError
-from relbench.train.configs import method_config
-
-#: Sub-configs a method recipe may override: ``{"optimizer": {...}, "train": {...}, ...}``.
-MethodRecipes = Mapping[str, Mapping[str, Mapping[str, Any]]]
+from relbench.configs.sections import MethodRecipes
 
 
 def scaled_learning_rate(base_lr: float, global_batch_size: int, base_batch: int) -> float:
@@ -47,26 +42,6 @@ def decay_fractions(epochs: Sequence[float], num_epochs: float) -> tuple[float, 
 
 def warmup_steps(epochs: float, num_train_examples: int, global_batch_size: int) -> int:
     return math.ceil(epochs * num_train_examples / global_batch_size)
-
-
-def set_method(
-    config: ml_collections.ConfigDict, method: str, recipes: MethodRecipes
-) -> ml_collections.ConfigDict:
-    """Sets ``config.method`` and applies ``recipes[method]`` (nothing for other methods).
-
-    ``recipes[method]["method"]`` holds hyperparameters of ``relbench.methods.<method>``;
-    every other key names a sub-config (``optimizer``, ``train``, ``model``, ...) whose
-    existing fields it overrides. ``config.model`` names widths and depths only: the
-    method sets layer types, dropout rate and member count.
-    """
-    recipe = dict(recipes.get(method, {}))
-    config.method = method_config(method, **recipe.pop("method", {}))
-    for section, overrides in recipe.items():
-        for key, value in overrides.items():
-            if key not in config[section]:
-                raise UsageError(f"recipe for '{method}' sets unknown key config.{section}.{key}")
-            config[section][key] = value
-    return config
 
 
 def smoke_train_settings(config: ml_collections.ConfigDict, steps: int, batch: int) -> None:
@@ -94,7 +69,13 @@ def cifar_wrn28_10(
     cores), base learning rate 0.1 per 128 examples, 1 warmup epoch, step decay by 0.2
     at epochs 60/120/160 of 200, L2 ``l2`` on kernels; crop+flip augmentation.
     """
-    from relbench.train.configs import optimizer_config, parse_arg
+    from relbench.configs import (
+        optimizer_config,
+        parse_arg,
+        posthoc_hparams_config,
+        set_method,
+        train_config,
+    )
 
     options = parse_arg(arg)
     batch, epochs, num_train = 512, 200.0, 50_000
@@ -131,17 +112,17 @@ def cifar_wrn28_10(
         decay_epochs_fraction=decay_fractions((60, 120, 160), epochs),
         decay_factor=0.2,
     )
-    config.train = ml_collections.ConfigDict(
-        {
-            "global_batch_size": batch,
-            "num_epochs": epochs,
-            "log_every_steps": 100,
-            "checkpoint_every_steps": 1000,
-            "max_checkpoints_to_keep": 2,
-            "data_threads": 8,  # decoding and augmenting on grain threads
-            "eval_batch_size": 1000,
-        }
+    config.train = train_config(
+        global_batch_size=batch,
+        num_epochs=epochs,
+        log_every_steps=100,
+        checkpoint_every_steps=1000,
+        max_checkpoints_to_keep=2,
+        data_threads=8,  # decoding and augmenting on grain threads
+        eval_batch_size=1000,
     )
+    config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
+    config.posthoc_hparams = posthoc_hparams_config()
     set_method(config, options.method, method_recipes)
     if options.smoke:
         config.dataset.mock_num_examples = 32

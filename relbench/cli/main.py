@@ -7,7 +7,7 @@
     relbench launch --processes N [--devices-per-process D] -- TRAIN_OPTIONS
     relbench sweep --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir ROOT
 
-``launch`` runs one multi-process ``train`` on this machine (relbench/train/launch.py);
+``launch`` runs one multi-process ``train`` on this machine (relbench/launch/local.py);
 ``sweep`` runs every trial of the config's ``sweep()`` (relbench/sweeps/runner.py).
 
 Overrides use ml_collections' syntax (``--config.optimizer.learning_rate=0.01``); a
@@ -48,7 +48,7 @@ def split_config_args(args: list[str]) -> tuple[str, list[tuple[str, str]], list
 
 def config_from_args(args: list[str]):
     """``--config SPEC`` and ``--config.key=value`` overrides -> (locked config, rest)."""
-    from relbench.train import configs
+    from relbench import configs
 
     spec, overrides, rest = split_config_args(args)
     config = configs.load(spec)
@@ -84,7 +84,7 @@ def _train(args: list[str]) -> None:
     parser.add_argument("--process_id", "--process-id", type=int)
     options = parser.parse_args(rest)
 
-    from relbench.train import distributed
+    from relbench.launch import distributed
 
     joined = distributed.initialize(
         options.distributed, options.coordinator_address, options.num_processes, options.process_id
@@ -147,7 +147,7 @@ def _benchmark(args: list[str]) -> None:
     parser = _Parser(prog="relbench benchmark")
     parser.add_argument("--workdir", required=True)
     options = parser.parse_args(args)
-    from relbench.train.benchmark import run_benchmark
+    from relbench.cli.benchmark import run_benchmark
 
     _quiet_logs()
     if run_benchmark(options.workdir):
@@ -170,7 +170,7 @@ def _launch(args: list[str]) -> None:
     parser.add_argument("--port", type=int, help="the coordinator's port (default: a free one)")
     options = parser.parse_args(args[:split])
 
-    from relbench.train import launch
+    from relbench.launch import local as launch
 
     sys.exit(
         launch.launch(train_args, options.processes, options.devices_per_process, options.port)

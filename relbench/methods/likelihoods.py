@@ -1,0 +1,202 @@
+"""The likelihood of the data, picked by the dataset's task and given to every method.
+
+A method decides how the network is built and trained (layers, members, priors,
+trajectories); the likelihood decides what the network's outputs mean and how they
+are scored against a batch. Keeping the two apart lets every method fit every task:
+
+=============  ================  =========================================================
+task           likelihood        outputs ``[M, B, K]`` and the log-likelihood of a batch
+=============  ================  =========================================================
+classification ``Categorical``   logits of K classes; targets are the one-hot labels, or
+                                 the batch's ``"soft_label"`` distributions where given
+multilabel     ``Bernoulli``     logits of K independent labels; float targets ``[B, K]``
+                                 in {0, 1} (or integer labels, taken one-hot)
+regression     ``Gaussian``      means of O outputs, variances in ``extras["variance"]``;
+                                 targets ``[B, O]``
+=============  ================  =========================================================
+
+Every likelihood gives:
+
+* ``log_prob(logits, extras, batch) -> [M, B]``: each member's log-likelihood of each
+  example (the targets either shared by the members, ``[B, ...]``, or per member,
+  ``[M, B, ...]`` as MIMO trains);
+* ``head(loc, dense)``: the output layer it needs, built from a head ``loc`` that
+  returns the location (logits or means) and the dense type ``dense`` (a Gaussian adds
+  a variance branch; the others use ``loc`` itself);
+* ``metrics(logits, extras, batch)``: the training metrics of the predictive
+  distribution (accuracy, or the mean squared error of the mixture mean);
+* ``smoothed(label_smoothing)``: the same likelihood with smoothed targets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from relbench.errors import UsageError
+from relbench.layers.gaussian import GaussianHead
+from relbench.metrics.predictive import predictive_log_probs
+from relbench.metrics.regression import gaussian_log_prob, mixture_moments
+
+ModuleDef = Any
+Batch = dict[str, jax.Array]
+
+
+@runtime_checkable
+class Likelihood(Protocol):
+    name: ClassVar[str]
+
+    def log_prob(self, logits: jax.Array, extras: dict, batch: Batch) -> jax.Array: ...
+
+    def head(self, loc: ModuleDef, dense: ModuleDef) -> ModuleDef: ...
+
+    def metrics(self, logits: jax.Array, extras: dict, batch: Batch) -> dict[str, jax.Array]: ...
+
+    def smoothed(self, label_smoothing: float) -> Likelihood: ...
+
+
+def _with_member_axis(targets: jax.Array, rank: int) -> jax.Array:
+    """Targets shared by the members ``[B, ...]`` -> ``[1, B, ...]``; per-member targets
+    (already of the outputs' ``rank``) are left as they are."""
+    return targets if targets.ndim == rank else targets[None]
+
+
+def _class_targets(batch: Batch, num_classes: int, label_smoothing: float) -> jax.Array:
+    """``[(M,) B, K]`` targets: the batch's soft labels if it has them, else one-hot labels."""
+    labels = batch["label"]
+    if "soft_label" in batch:
+        targets = batch["soft_label"].astype(jnp.float32)
+    elif jnp.issubdtype(labels.dtype, jnp.floating):
+        raise UsageError(
+            "float labels for a classification likelihood; a regression dataset must "
+            "declare task='regression'"
+        )
+    else:
+        targets = jax.nn.one_hot(labels, num_classes)
+    return optax.smooth_labels(targets, label_smoothing) if label_smoothing else targets
+
+
+def _check_label_smoothing(label_smoothing: float) -> None:
+    if not 0.0 <= label_smoothing < 1.0:
+        raise UsageError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """One categorical over K classes per example (softmax of the logits)."""
+
+    label_smoothing: float = 0.0
+    name: ClassVar[str] = "categorical"
+
+    def log_prob(self, logits: jax.Array, extras: dict, batch: Batch) -> jax.Array:
+        del extras  # the logits are the whole prediction.
+        targets = _class_targets(batch, logits.shape[-1], self.label_smoothing)
+        return -optax.softmax_cross_entropy(logits, _with_member_axis(targets, logits.ndim))
+
+    def head(self, loc: ModuleDef, dense: ModuleDef) -> ModuleDef:
+        del dense  # the location head's logits are the output.
+        return loc
+
+    def metrics(self, logits: jax.Array, extras: dict, batch: Batch) -> dict[str, jax.Array]:
+        del extras
+        correct = jnp.argmax(predictive_log_probs(logits), -1) == batch["label"]
+        return {"accuracy": correct.mean()}
+
+    def smoothed(self, label_smoothing: float) -> Categorical:
+        _check_label_smoothing(label_smoothing)
+        return dataclasses.replace(self, label_smoothing=label_smoothing)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bernoulli:
+    """K independent Bernoullis per example (sigmoid of each logit): multi-label data."""
+
+    label_smoothing: float = 0.0
+    name: ClassVar[str] = "bernoulli"
+
+    def _targets(self, batch: Batch, num_classes: int) -> jax.Array:
+        labels = batch["label"]
+        # Integer labels are class indices, [B] or per member [M, B] (MIMO): one-hot.
+        if jnp.issubdtype(labels.dtype, jnp.integer):
+            return _class_targets(batch, num_classes, self.label_smoothing)
+        targets = labels.astype(jnp.float32)  # [(M,) B, K] in {0, 1}
+        return (
+            optax.smooth_labels(targets, self.label_smoothing) if self.label_smoothing else targets
+        )
+
+    def log_prob(self, logits: jax.Array, extras: dict, batch: Batch) -> jax.Array:
+        del extras
+        targets = _with_member_axis(self._targets(batch, logits.shape[-1]), logits.ndim)
+        return -optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1)
+
+    def head(self, loc: ModuleDef, dense: ModuleDef) -> ModuleDef:
+        del dense
+        return loc
+
+    def metrics(self, logits: jax.Array, extras: dict, batch: Batch) -> dict[str, jax.Array]:
+        del extras
+        probs = jnp.mean(jax.nn.sigmoid(logits), axis=0)  # [M, B, K] -> [B, K]
+        targets = self._targets({"label": batch["label"]}, logits.shape[-1])
+        return {"label_accuracy": jnp.mean((probs > 0.5) == (targets > 0.5))}
+
+    def smoothed(self, label_smoothing: float) -> Bernoulli:
+        _check_label_smoothing(label_smoothing)
+        return dataclasses.replace(self, label_smoothing=label_smoothing)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian:
+    """A Gaussian per output and member: means ``[M, B, O]``, ``extras["variance"]``."""
+
+    name: ClassVar[str] = "gaussian"
+
+    @staticmethod
+    def _targets(means: jax.Array, batch: Batch) -> jax.Array:
+        labels = batch["label"]
+        if not jnp.issubdtype(labels.dtype, jnp.floating):
+            raise UsageError(
+                "integer labels for the gaussian likelihood; a classification dataset must "
+                "declare task='classification'"
+            )
+        y = labels.astype(means.dtype)
+        return y if y.ndim == means.ndim else y.reshape(means.shape[1:])[None]  # [1, B, O]
+
+    def log_prob(self, logits: jax.Array, extras: dict, batch: Batch) -> jax.Array:
+        y = self._targets(logits, batch)
+        return jnp.sum(gaussian_log_prob(y, logits, extras["variance"]), axis=-1)
+
+    def head(self, loc: ModuleDef, dense: ModuleDef) -> ModuleDef:
+        return functools.partial(GaussianHead, loc=loc, dense=dense)
+
+    def metrics(self, logits: jax.Array, extras: dict, batch: Batch) -> dict[str, jax.Array]:
+        mean, _ = mixture_moments(logits, extras["variance"])
+        return {"mse": jnp.mean(jnp.square(mean - self._targets(logits, batch)[0]))}
+
+    def smoothed(self, label_smoothing: float) -> Gaussian:
+        if label_smoothing:
+            raise UsageError(
+                "label_smoothing applies to classes only; set it to 0 for a regression dataset"
+            )
+        return self
+
+
+#: The likelihood of classification data, and every method's default.
+CATEGORICAL = Categorical()
+
+LIKELIHOODS: dict[str, Likelihood] = {
+    "classification": CATEGORICAL,
+    "multilabel": Bernoulli(),
+    "regression": Gaussian(),
+}
+
+
+def for_task(task: str) -> Likelihood:
+    """The likelihood of a dataset's ``task``."""
+    if task not in LIKELIHOODS:
+        raise UsageError(f"unknown dataset task '{task}'; choose one of: {', '.join(LIKELIHOODS)}")
+    return LIKELIHOODS[task]

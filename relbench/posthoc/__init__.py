@@ -1,0 +1,30 @@
+"""Post-hoc steps behind one registry: ``relbench.posthoc.make(name, **hparams)``.
+
+``config.posthoc`` names the steps a run applies after training, in order, and
+``config.posthoc_hparams.<name>`` holds each one's hyperparameters (every field of its
+``make``, with the defaults). See ``relbench.posthoc.step`` for the contract.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from relbench.posthoc import temperature_scaling
+from relbench.posthoc.step import PosthocStep, apply_all
+from relbench.registry import Registry
+
+POSTHOC_STEPS = Registry(
+    "post-hoc step",
+    {"temperature_scaling": temperature_scaling.make},
+    section="posthoc_hparams.{name}",
+)
+make = POSTHOC_STEPS.make
+
+
+def hyperparameters(name: str) -> dict[str, Any]:
+    """The step's hyperparameters with their defaults (for building configs)."""
+    return {n: p.default for n, p in inspect.signature(POSTHOC_STEPS.get(name)).parameters.items()}
+
+
+__all__ = ["POSTHOC_STEPS", "PosthocStep", "apply_all", "hyperparameters", "make"]

@@ -1,0 +1,51 @@
+"""The post-hoc step record: fit on a model's outputs, then transform every output.
+
+A post-hoc step improves a trained model without touching its training: it fits a few
+parameters on the model's outputs on a held-out split and from then on transforms
+those outputs. ``relbench.posthoc.<name>.make(**hparams)`` returns a ``PosthocStep``:
+
+* ``fit(outputs, targets) -> params``: ``outputs`` are the member logits ``[M, N, K]``
+  and extras (``extras["features"]``, the penultimate features ``[M, N, D]``, among
+  them) of every example of ``split``, ``targets`` that split's ``"label"`` (and
+  ``"soft_label"``, where the set has them); ``params`` is a pytree of arrays;
+* ``apply(outputs, params) -> outputs``: the same structure out as in, on any batch;
+* ``split``: the evaluation set it fits on (``"validation"`` by default);
+* ``tasks``: the dataset tasks it is defined for.
+
+Both functions are pure and jitted by the loop; ``config.posthoc`` lists the steps,
+which fit and apply in order after any method, each on its predecessors' outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import jax
+
+Outputs = tuple[jax.Array, dict[str, jax.Array]]
+Targets = Mapping[str, jax.Array]
+
+
+class FitFn(Protocol):
+    def __call__(self, outputs: Outputs, targets: Targets) -> Any: ...
+
+
+class ApplyFn(Protocol):
+    def __call__(self, outputs: Outputs, params: Any) -> Outputs: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PosthocStep:
+    fit: FitFn
+    apply: ApplyFn
+    split: str = "validation"
+    tasks: tuple[str, ...] = ("classification",)
+
+
+def apply_all(steps: Sequence[PosthocStep], outputs: Outputs, fitted: Sequence[Any]) -> Outputs:
+    """``outputs`` through every step, in order, each with its fitted parameters."""
+    for step, params in zip(steps, fitted, strict=True):
+        outputs = step.apply(outputs, params)
+    return outputs
