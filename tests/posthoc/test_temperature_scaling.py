@@ -141,3 +141,13 @@ def test_steps_fit_in_order_on_one_forward_pass_of_their_split(tmp_path, monkeyp
     assert first["name"] == second["name"] == "temperature_scaling"
     assert first["fitted"]["temperature"] != pytest.approx(1.0, abs=0.05)
     assert second["fitted"]["temperature"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_fit_split_without_errors_stops_at_the_bound_and_says_so(caplog):
+    labels = np.random.default_rng(4).integers(0, 5, 200)
+    separable = np.eye(5, dtype=np.float32)[labels][None] * 0.5  # right, barely confident
+    step = posthoc.make("temperature_scaling", min_temperature=0.1)
+    with caplog.at_level("WARNING"):
+        fitted = jax.block_until_ready(step.fit((separable, {}), {"label": labels}))
+    assert float(fitted["temperature"]) == pytest.approx(0.1, rel=1e-3)
+    assert "stopped at the end of its range" in caplog.text
