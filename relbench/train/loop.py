@@ -290,7 +290,7 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
             logits, extras = view_outputs
             predictions = metrics_lib.Predictions(
                 logits=logits,
-                log_probs=metrics_lib.predictive_log_probs(logits),
+                log_probs=metrics_lib.task_log_probs(exp.dataset.task, logits),
                 labels=labels["label"],
                 mask=labels["mask"],
                 extras=extras,
