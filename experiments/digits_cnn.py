@@ -26,13 +26,10 @@ from relbench.configs import (
     set_method,
     train_config,
 )
+from relbench.configs.recipes import SWAG_CONSTANT_LEARNING_RATE
 
 METHOD_RECIPES = {
-    # SWAG collects iterates at a constant learning rate (cosine decay would stop them).
-    "swag": {
-        "method": {"start_fraction": 0.5},
-        "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
-    },
+    "swag": SWAG_CONSTANT_LEARNING_RATE,
 }
 
 

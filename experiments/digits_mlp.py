@@ -25,6 +25,7 @@ from relbench.configs import (
     set_method,
     train_config,
 )
+from relbench.configs.recipes import SWAG_CONSTANT_LEARNING_RATE
 from relbench.sweeps import halton
 
 METHOD_RECIPES = {
@@ -34,11 +35,7 @@ METHOD_RECIPES = {
         "method": {"kernel_scale": 0.25},
         "optimizer": {"name": "adam", "learning_rate": 2e-3, "weight_decay": 0.0},
     },
-    # SWAG collects iterates at a constant learning rate (cosine decay would stop them).
-    "swag": {
-        "method": {"start_fraction": 0.5},
-        "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
-    },
+    "swag": SWAG_CONSTANT_LEARNING_RATE,
 }
 
 

@@ -21,17 +21,14 @@ from relbench.configs import (
     set_method,
     train_config,
 )
+from relbench.configs.recipes import SWAG_CONSTANT_LEARNING_RATE
 
 METHOD_RECIPES = {
     # The hidden features of a spectral-normalized MLP are on a small scale: an RBF
     # length scale of 0.1 lets the GP's mean fall to zero (and the variance rise to the
     # prior) within a moon's width of the data.
     "sngp": {"method": {"kernel_scale": 0.1}},
-    # SWAG collects iterates at a constant learning rate (cosine decay would stop them).
-    "swag": {
-        "method": {"start_fraction": 0.5},
-        "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
-    },
+    "swag": SWAG_CONSTANT_LEARNING_RATE,
 }
 
 

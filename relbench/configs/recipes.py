@@ -29,6 +29,14 @@ import ml_collections
 
 from relbench.configs.sections import MethodRecipes
 
+#: SWAG on a short embedded run: collect over the second half of training at the
+#: learning rate it reaches halfway (a cosine decay to zero would stop the iterates
+#: that SWAG's moments average), as the SWA/SWAG papers' constant collection rate.
+SWAG_CONSTANT_LEARNING_RATE = {
+    "method": {"start_fraction": 0.5},
+    "optimizer": {"schedule_kind": "step", "decay_epochs_fraction": (0.5,)},
+}
+
 
 def scaled_learning_rate(base_lr: float, global_batch_size: int, base_batch: int) -> float:
     """Linear scaling [2]: ``base_lr`` per ``base_batch`` examples."""

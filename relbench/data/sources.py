@@ -84,10 +84,11 @@ class Probe:
 class Dataset:
     """A dataset: a training source, named evaluation sets, and optional probes.
 
-    ``task`` picks the loss-independent parts of evaluation (the metric suite):
-    ``"classification"`` (integer labels in ``[0, num_classes)``, optionally a
-    ``"soft_label"`` ``[K]`` distribution per example) or ``"regression"`` (float
-    ``[O]`` targets; ``num_classes`` is then O, the number of outputs).
+    ``task`` picks the likelihood and the metric suite: ``"classification"`` (integer
+    labels in ``[0, num_classes)``, optionally a ``"soft_label"`` ``[K]`` distribution
+    per example), ``"multilabel"`` (float ``[K]`` 0/1 indicators, one per label;
+    ``num_classes`` is K) or ``"regression"`` (float ``[O]`` targets; ``num_classes`` is
+    then O, the number of outputs).
     ``train_augment`` (None: none) randomizes training batches on the host;
     evaluation sets are never augmented.
     """
@@ -105,6 +106,11 @@ class Dataset:
         """The range labels are checked against; None where labels are not classes."""
         return self.num_classes if self.task == "classification" else None
 
+    @property
+    def num_labels(self) -> int | None:
+        """K, where labels are ``[K]`` 0/1 indicators (multilabel); None otherwise."""
+        return self.num_classes if self.task == "multilabel" else None
+
 
 def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
     """Raises a UsageError if any label falls outside ``[0, num_classes)``."""
@@ -114,6 +120,34 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
             f"label {labels[bad][0]} in {where} is outside [0, {num_classes}); "
             "fix the labels or the dataset's num_classes"
         )
+
+
+def check_multilabels(labels: np.ndarray, num_labels: int, where: str) -> None:
+    """Raises a UsageError unless ``labels`` are float ``[B, num_labels]`` 0/1 indicators
+    (integer labels are class indices to the Bernoulli likelihood)."""
+    if labels.ndim != 2 or labels.shape[1] != num_labels:
+        raise UsageError(
+            f"labels of shape {labels.shape} in {where}; a multilabel dataset's labels are "
+            f"[N, {num_labels}] 0/1 indicators: fix the labels or the dataset's num_classes"
+        )
+    if not np.issubdtype(labels.dtype, np.floating):
+        raise UsageError(
+            f"labels of dtype {labels.dtype} in {where}; a multilabel dataset's labels are "
+            "float 0/1 indicators: store them as float32"
+        )
+    bad = (labels != 0) & (labels != 1)
+    if np.any(bad):
+        raise UsageError(
+            f"label value {labels[bad][0]} in {where} is not 0 or 1; a multilabel dataset's "
+            "labels are 0/1 indicators (one per label): fix the labels"
+        )
+
+
+def _check(labels: np.ndarray, num_classes: int | None, num_labels: int | None, where: str):
+    if num_classes is not None:
+        check_labels(labels, num_classes, where)
+    if num_labels is not None:
+        check_multilabels(labels, num_labels, where)
 
 
 @functools.lru_cache(maxsize=4)
@@ -127,8 +161,9 @@ class TrainBatches:
 
     Examples are visited epoch by epoch, each epoch in a fresh permutation drawn from
     ``(seed, epoch)``; a global batch may straddle two epochs (repeat-then-batch).
-    ``num_classes=None`` skips the label check (regression targets). ``augment``, if
-    given, then randomizes each row from ``(seed, position)``.
+    ``num_classes=None`` skips the class-range check (regression targets, multi-label
+    indicators); ``num_labels`` (K) checks multi-label ``[B, K]`` 0/1 indicators.
+    ``augment``, if given, then randomizes each row from ``(seed, position)``.
     """
 
     source: Source
@@ -138,6 +173,7 @@ class TrainBatches:
     process_index: int = 0
     process_count: int = 1
     augment: Augment | None = None
+    num_labels: int | None = None
 
     def __post_init__(self):
         if self.global_batch_size % self.process_count:
@@ -165,8 +201,7 @@ class TrainBatches:
         start = self.process_index * self.local_batch_size
         rows = self.global_indices(step)[start : start + self.local_batch_size]
         batch = self.source.read(rows)
-        if self.num_classes is not None:
-            check_labels(batch["label"], self.num_classes, f"training batch {step}")
+        _check(batch["label"], self.num_classes, self.num_labels, f"training batch {step}")
         if self.augment is not None:
             positions = step * self.global_batch_size + start + np.arange(self.local_batch_size)
             batch = self.augment(batch, self.seed, positions)
@@ -193,11 +228,13 @@ def eval_batches(
     num_classes: int | None,
     process_index: int = 0,
     process_count: int = 1,
+    num_labels: int | None = None,
 ):
     """Yields process-local eval batches with a ``mask``; every example counts once.
 
     The last global batch is padded (by repeating example 0) to full size, and its
-    padding rows get ``mask == 0``. ``num_classes=None`` skips the label check (OOD sets).
+    padding rows get ``mask == 0``. ``num_classes=None`` and ``num_labels=None`` skip the
+    label checks (OOD sets; ``TrainBatches`` says what each checks).
     """
     n = len(source)
     local = global_batch_size // process_count
@@ -205,8 +242,7 @@ def eval_batches(
         positions = start + process_index * local + np.arange(local)
         mask = positions < n
         batch = source.read(np.where(mask, positions, 0))
-        if num_classes is not None:
-            check_labels(batch["label"][mask], num_classes, "an evaluation batch")
+        _check(batch["label"][mask], num_classes, num_labels, "an evaluation batch")
         batch["mask"] = mask.astype(np.float32)
         yield batch
 

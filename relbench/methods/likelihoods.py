@@ -40,7 +40,7 @@ import optax
 
 from relbench.errors import UsageError
 from relbench.layers.gaussian import GaussianHead
-from relbench.metrics.predictive import predictive_log_probs
+from relbench.metrics.predictive import multilabel_probs, predictive_log_probs
 from relbench.metrics.regression import gaussian_log_prob, mixture_moments
 
 ModuleDef = Any
@@ -140,7 +140,7 @@ class Bernoulli:
 
     def metrics(self, logits: jax.Array, extras: dict, batch: Batch) -> dict[str, jax.Array]:
         del extras
-        probs = jnp.mean(jax.nn.sigmoid(logits), axis=0)  # [M, B, K] -> [B, K]
+        probs = multilabel_probs(logits)  # [M, B, K] -> [B, K]
         targets = self._targets({"label": batch["label"]}, logits.shape[-1])
         return {"label_accuracy": jnp.mean((probs > 0.5) == (targets > 0.5))}
 

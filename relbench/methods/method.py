@@ -26,7 +26,8 @@ functions at fixed points of a run without ever naming a method:
 * ``partition_rules``: ``((regex, PartitionSpec), ...)`` over state paths such as
   ``"params/Dense_0/kernel"``: the leaves the mesh's ``model`` axis splits (the first
   matching rule whose spec is no longer than the leaf's rank); all else is replicated;
-* ``decay_mask``: ``params -> bool tree``, the leaves weight decay applies to.
+* ``decay_mask``: ``params -> bool tree``, the leaves weight decay applies to (None: the
+  optimizer's usual choice, weight matrices).
 
 The likelihood (``relbench.methods.likelihoods``) comes from the dataset's task, so a
 method's loss and head fit classification, multi-label and regression data alike.
@@ -47,7 +48,6 @@ from jax.sharding import PartitionSpec
 from relbench.layers.heads import DenseHead
 from relbench.methods.likelihoods import Likelihood
 from relbench.models.layer_types import LayerTypes
-from relbench.train.optimizers import matrices
 
 ModuleDef = Any
 ApplyFn = Callable[..., Any]
@@ -125,7 +125,7 @@ class Method:
     init_inputs: Callable[[jax.Array], jax.Array] | None = None
     init_fitted: Callable[[Variables], Any] | None = None
     partition_rules: tuple[tuple[str, PartitionSpec], ...] = ()
-    decay_mask: Callable[[Any], Any] = matrices
+    decay_mask: Callable[[Any], Any] | None = None  # None: the optimizer's (matrices)
 
 
 def after_training_sequence(*steps: AfterTraining | None) -> AfterTraining | None:

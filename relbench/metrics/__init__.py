@@ -2,7 +2,8 @@
 
 Modules: ``predictive`` (logits -> predictive distribution), ``streaming`` (the
 statistics/result design), ``classification`` (proper scores, suites), ``calibration``,
-``selective``, ``ranking``, ``ood``, ``diversity`` and ``scores``.
+``selective``, ``ranking``, ``ood``, ``diversity``, ``scores``, and the suites of the other
+tasks: ``multilabel`` and ``regression``.
 """
 
 from relbench.metrics.calibration import (
@@ -19,14 +20,22 @@ from relbench.metrics.classification import (
     IN_DISTRIBUTION,
     OUT_OF_DISTRIBUTION,
     PROPER_SCORES,
+    SCORE_METRICS,
     brier_decomposition,
     eval_suite,
     negative_log_likelihood,
     proper_scores,
 )
 from relbench.metrics.diversity import ENSEMBLE_DIVERSITY, ensemble_diversity
+from relbench.metrics.multilabel import multilabel_metrics
 from relbench.metrics.ood import detection_metrics, detection_results
-from relbench.metrics.predictive import predictive_log_probs, predictive_probs
+from relbench.metrics.predictive import (
+    multilabel_log_probs,
+    multilabel_probs,
+    predictive_log_probs,
+    predictive_probs,
+    task_log_probs,
+)
 from relbench.metrics.ranking import auroc, average_precision, fpr_at_tpr
 from relbench.metrics.scores import UNCERTAINTY_SCORES, uncertainty_scores
 from relbench.metrics.selective import (
@@ -56,6 +65,7 @@ __all__ = [
     "OUT_OF_DISTRIBUTION",
     "PROPER_SCORES",
     "Predictions",
+    "SCORE_METRICS",
     "SELECTIVE_PREDICTION",
     "StreamingMetric",
     "UNCERTAINTY_SCORES",
@@ -77,6 +87,9 @@ __all__ = [
     "evaluate_arrays",
     "expected_calibration_error",
     "fpr_at_tpr",
+    "multilabel_log_probs",
+    "multilabel_metrics",
+    "multilabel_probs",
     "negative_log_likelihood",
     "oracle_collaborative_accuracy",
     "predictive_log_probs",
@@ -84,5 +97,6 @@ __all__ = [
     "proper_scores",
     "results",
     "risk_coverage_curve",
+    "task_log_probs",
     "uncertainty_scores",
 ]

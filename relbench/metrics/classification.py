@@ -42,6 +42,11 @@ from relbench.metrics.calibration import (
     calibration_bins,
 )
 from relbench.metrics.diversity import ENSEMBLE_DIVERSITY
+from relbench.metrics.multilabel import (
+    MULTILABEL_IN_DISTRIBUTION,
+    MULTILABEL_OUT_OF_DISTRIBUTION,
+    MULTILABEL_UNCERTAINTY_SCORES,
+)
 from relbench.metrics.regression import REGRESSION_IN_DISTRIBUTION, REGRESSION_OUT_OF_DISTRIBUTION
 from relbench.metrics.scores import UNCERTAINTY_SCORES, entropy
 from relbench.metrics.selective import SELECTIVE_PREDICTION
@@ -138,17 +143,25 @@ IN_DISTRIBUTION = (
 )
 OUT_OF_DISTRIBUTION = (OOD_CONFIDENCE, ENSEMBLE_DIVERSITY, UNCERTAINTY_SCORES)
 
+#: The per-example uncertainty scores of each suite: OOD detection pools a set's with
+#: the reference set's (``train.evaluation``).
+SCORE_METRICS = (UNCERTAINTY_SCORES, MULTILABEL_UNCERTAINTY_SCORES)
+
 
 def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
     """The metrics reported for an evaluation set: the one place this is decided.
 
     Classification sets also get the soft-label scores, which report only for sets
-    whose batches carry soft labels.
+    whose batches carry soft labels; multi-label sets get ``multilabel.py``'s suite.
     """
     if task == "regression":
         return REGRESSION_OUT_OF_DISTRIBUTION if is_ood else REGRESSION_IN_DISTRIBUTION
+    if task == "multilabel":
+        return MULTILABEL_OUT_OF_DISTRIBUTION if is_ood else MULTILABEL_IN_DISTRIBUTION
     if task != "classification":
-        raise ValueError(f"no metric suite for task '{task}'; use classification or regression")
+        raise ValueError(
+            f"no metric suite for task '{task}'; use classification, multilabel or regression"
+        )
     return OUT_OF_DISTRIBUTION if is_ood else (*IN_DISTRIBUTION, SOFT_LABEL_SCORES)
 
 
@@ -186,6 +199,7 @@ __all__ = [
     "OOD_CONFIDENCE",
     "OUT_OF_DISTRIBUTION",
     "PROPER_SCORES",
+    "SCORE_METRICS",
     "brier_decomposition",
     "calibration_bins",
     "eval_suite",

@@ -46,7 +46,9 @@ class Predictions:
 
     For regression (``metrics.regression``), ``logits`` are the ``[M, B, O]`` member
     means, ``extras["variance"]`` their ``[M, B, O]`` variances and ``labels`` the
-    ``[B, O]`` float targets.
+    ``[B, O]`` float targets. For multi-label data (``metrics.multilabel``), ``labels``
+    are ``[B, K]`` 0/1 floats (-1 for OOD examples) and ``log_probs`` the ``[B, K]`` log
+    predictive probability of each label (``task_log_probs``).
     """
 
     logits: jax.Array

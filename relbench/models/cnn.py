@@ -28,7 +28,9 @@ class CNN(Classifier):
 
     def trunk(self, x: jax.Array, layers: LayerTypes, *, train: bool) -> jax.Array:
         for channels in self.features:
-            x = self.activation(layers.norm()(layers.conv(channels, (3, 3))(x)))
+            # No bias before a batch norm: its mean subtraction removes it.
+            x = layers.conv(channels, (3, 3), use_bias=False)(x)
+            x = self.activation(layers.norm()(x))
             if x.shape[1] >= 8:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = jnp.mean(x, axis=(1, 2))  # [M*B, H, W, C] -> [M*B, C]

@@ -12,7 +12,10 @@ shared by the members and fitted on the ensemble's predictive distribution.
 
 The NLL is minimized over ``log T`` in ``[log min_temperature, log max_temperature]``:
 a grid of ``grid_size`` points brackets the minimum, and golden-section search
-narrows the bracket to float precision (no gradient steps, so nothing to tune).
+narrows the bracket to float precision (no gradient steps, so nothing to tune). Where
+the model classifies the whole fit split correctly, the NLL falls monotonically as
+``T -> 0`` and has no interior minimum: the fit stops at ``min_temperature`` and logs a
+warning (a larger validation set, or a higher ``min_temperature``, is the remedy).
 
 References:
   [1] Guo, Pleiss, Sun, Weinberger. On Calibration of Modern Neural Networks. ICML 2017.
@@ -25,6 +28,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 
 from relbench.errors import UsageError
 from relbench.metrics.predictive import predictive_log_probs
@@ -65,6 +69,20 @@ def minimize(objective, low: float, high: float, grid_size: int) -> jax.Array:
     return (a + b) / 2
 
 
+def warn_at_bound(temperature, low: float, high: float) -> None:
+    """Logs where the fitted temperature is at an end of the search range."""
+    for bound in (low, high):
+        if abs(float(temperature) - bound) <= 1e-3 * bound:
+            logging.warning(
+                "temperature_scaling stopped at the end of its range, T = %g: the NLL has "
+                "no minimum inside [%g, %g] (a fit split classified without error); use "
+                "a larger fit split or move the bound",
+                float(temperature),
+                low,
+                high,
+            )
+
+
 def make(
     split: str = "validation",
     min_temperature: float = 0.05,
@@ -87,12 +105,9 @@ def make(
     def fit(outputs: Outputs, targets: Targets) -> dict[str, jax.Array]:
         logits, _ = outputs
         distributions = target_distributions(targets, logits.shape[-1])
-        log_t = minimize(
-            lambda u: nll(u, logits, distributions),
-            math.log(min_temperature),
-            math.log(max_temperature),
-            grid_size,
-        )
+        low, high = math.log(min_temperature), math.log(max_temperature)
+        log_t = minimize(lambda u: nll(u, logits, distributions), low, high, grid_size)
+        jax.debug.callback(warn_at_bound, jnp.exp(log_t), min_temperature, max_temperature)
         return {"temperature": jnp.exp(log_t)}
 
     def apply(outputs: Outputs, params) -> Outputs:

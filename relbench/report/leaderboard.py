@@ -17,10 +17,20 @@ from collections.abc import Sequence
 from relbench.report.runs import Row, mean_std
 
 HEADLINE_SCORE = "entropy"
-SCORES = ("max_prob", "entropy", "mutual_information", "max_logit", "energy", "variance")
+SCORES = (
+    "max_prob",
+    "entropy",
+    "mutual_information",
+    "max_logit",
+    "energy",
+    "joint_energy",
+    "variance",
+)
 # (title, metric, higher is better) on the in-distribution reference set.
 TEST_HEADLINE = (
     ("Acc", "accuracy", True),
+    ("label acc", "label_accuracy", True),  # multi-label sets
+    ("mAP", "mean_average_precision", True),
     ("NLL", "nll", False),
     ("ECE", "ece", False),
     ("Brier", "brier", False),

@@ -124,10 +124,10 @@ class SetTotals:
 
     def scores(self) -> dict[str, np.ndarray] | None:
         """The per-example uncertainty scores, if the suite collects them."""
-        if metrics_lib.UNCERTAINTY_SCORES not in self.suite:
-            return None
-        index = self.suite.index(metrics_lib.UNCERTAINTY_SCORES)
-        return metrics_lib.streaming.combined(metrics_lib.UNCERTAINTY_SCORES, self.totals[index])
+        for metric, totals in zip(self.suite, self.totals, strict=True):
+            if metric in metrics_lib.SCORE_METRICS:
+                return metrics_lib.streaming.combined(metric, totals)
+        return None
 
 
 def summarize(
@@ -165,6 +165,8 @@ def family_aggregates(results: Mapping[str, Mapping[str, float]]) -> dict[str, d
 
 HEADLINE = (
     "accuracy",
+    "label_accuracy",  # multi-label sets
+    "mean_average_precision",
     "nll",
     "ece",
     "brier",

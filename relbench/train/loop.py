@@ -290,7 +290,7 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
             logits, extras = view_outputs
             predictions = metrics_lib.Predictions(
                 logits=logits,
-                log_probs=metrics_lib.predictive_log_probs(logits),
+                log_probs=metrics_lib.task_log_probs(exp.dataset.task, logits),
                 labels=labels["label"],
                 mask=labels["mask"],
                 extras=extras,
@@ -356,6 +356,7 @@ def split_data(exp: Experiment, mesh: jax.sharding.Mesh):
                 process_index=jax.process_index(),
                 process_count=jax.process_count(),
                 augment=dataset.train_augment,
+                num_labels=dataset.num_labels,
             )
             epoch = math.ceil(len(dataset.train) / settings.global_batch_size)
             for step in range(min(settings.refit_batches, epoch)):
@@ -380,6 +381,7 @@ def _eval_batches(exp: Experiment, eval_set: data_lib.EvalSet):
         None if eval_set.is_ood else exp.dataset.label_classes,
         jax.process_index(),
         jax.process_count(),
+        num_labels=None if eval_set.is_ood else exp.dataset.num_labels,
     )
 
 
@@ -561,10 +563,10 @@ def posthoc_parameters(exp, state, eval_step, stages: Stages, mesh, eval_key, wr
         return restored
     fitted = fit_posthoc(exp, state, eval_step.predict, named_key(eval_key, "posthoc"), mesh)
     writer.write_posthoc(
-        {
-            e.name: {"hparams": e.hparams, "fitted": p}
+        [
+            {"name": e.name, "hparams": e.hparams, "fitted": p}
             for e, p in zip(exp.posthoc, fitted, strict=True)
-        }
+        ]
     )
     stages.save("posthoc", fitted, settings)
     return fitted
@@ -616,6 +618,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         augment=exp.dataset.train_augment,
+        num_labels=exp.dataset.num_labels,
     )
     iterator = data_lib.train_iterator(batches, exp.total_steps, settings.data_threads)
     checkpoints = Checkpoints(workdir, settings.max_checkpoints_to_keep)

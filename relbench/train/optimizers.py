@@ -56,7 +56,7 @@ def matrices(params: Any) -> Any:
 def make(
     *,
     total_steps: int,
-    decay_mask: Callable[[Any], Any] = matrices,
+    decay_mask: Callable[[Any], Any] | None = None,
     name: str = "sgd",
     learning_rate: float = 0.1,
     momentum: float = 0.9,
@@ -69,7 +69,9 @@ def make(
     grad_clip_norm: float = 0.0,
 ) -> optax.GradientTransformation:
     """The optimizer named ``name`` (sgd, adam or adamw) with a scheduled learning rate;
-    weight decay applies to the leaves ``decay_mask(params)`` marks (the method's)."""
+    weight decay applies to the leaves ``decay_mask(params)`` marks (the method's; None:
+    ``matrices``)."""
+    decay_mask = matrices if decay_mask is None else decay_mask
     lr = schedule(
         learning_rate, total_steps, schedule_kind, warmup_steps, decay_epochs_fraction, decay_factor
     )

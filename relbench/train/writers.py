@@ -10,7 +10,7 @@ import json
 import math
 import pathlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -49,15 +49,15 @@ class RunWriter:
         for name, content in outputs.items():
             _write_atomically(self.workdir / name, content)
 
-    def write_posthoc(self, steps: Mapping[str, Mapping]) -> None:
-        """``posthoc.json``: each post-hoc step's hyperparameters and fitted values."""
+    def write_posthoc(self, steps: Sequence[Mapping]) -> None:
+        """``posthoc.json``: ``{"steps": [{name, hparams, fitted}, ...]}``, in order."""
         if not self.enabled:
             return
         as_lists = jax.tree.map(
             lambda a: np.asarray(a.addressable_data(0)).tolist() if isinstance(a, jax.Array) else a,
             steps,
         )
-        _write_atomically(self.workdir / "posthoc.json", json.dumps(as_lists, indent=2))
+        _write_atomically(self.workdir / "posthoc.json", json.dumps({"steps": as_lists}, indent=2))
 
     def close(self) -> None:
         if self.enabled:

@@ -37,6 +37,7 @@ METHODS = methods.METHODS.names()
 # likelihood of the config's dataset (``methods.UNDEFINED``: heteroscedastic on
 # regression data); every other pairing must build and trace.
 REGRESSION = {"diabetes_mlp.py", "heteroscedastic_toy_mlp.py"}
+MULTILABEL = {"multilabel_mlp.py"}
 
 # Set by the method (layer types, dropout rate, member count), never by config.model.
 METHOD_FIELDS = {"layers", "dropout_rate", "ensemble_size"}
@@ -47,6 +48,8 @@ def load(name, arg):
 
 
 def likelihood_of(name):
+    if name in MULTILABEL:
+        return likelihoods.Bernoulli()
     return likelihoods.Gaussian() if name in REGRESSION else likelihoods.CATEGORICAL
 
 
@@ -71,6 +74,7 @@ def test_every_config_file_is_tested():
         "digits_cnn.py",
         "diabetes_mlp.py",
         "heteroscedastic_toy_mlp.py",
+        "multilabel_mlp.py",
     } <= set(CONFIGS)
 
 
@@ -115,6 +119,7 @@ def trace_smoke(exp):
         0,
         exp.dataset.label_classes,
         augment=exp.dataset.train_augment,
+        num_labels=exp.dataset.num_labels,
     )
     batch = batches(0)
     new_state, metrics = jax.eval_shape(make_train_step(exp), state, batch, key)

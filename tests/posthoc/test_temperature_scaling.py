@@ -10,6 +10,7 @@ from scipy import special
 
 from relbench import configs, posthoc
 from relbench.errors import UsageError
+from relbench.train import loop
 from relbench.train.ensemble_eval import load_run
 from relbench.train.loop import build, train_and_evaluate
 from relbench.train.sharding import data_mesh
@@ -82,7 +83,7 @@ def test_deep_ensemble_with_temperature_scaling_on_digits(ensemble_run):
     assert test["accuracy"] == test["raw/accuracy"]  # a temperature keeps the ranking
     assert validation["accuracy"] > 0.8  # it learnt: 8 classes, chance 0.125
     # The fitted T is the grid search's on the run's own validation outputs.
-    fitted = json.loads((workdir / "posthoc.json").read_text())["temperature_scaling"]
+    (fitted,) = json.loads((workdir / "posthoc.json").read_text())["steps"]
     run = load_run(workdir, data_mesh())
     source = run.exp.dataset.eval_sets["validation"].source
     batch = source.read(np.arange(len(source)))
@@ -118,3 +119,35 @@ def test_unknown_steps_and_hyperparameters_name_themselves():
         build(config)
     with pytest.raises(UsageError, match="min_temperature < max_temperature"):
         posthoc.make("temperature_scaling", min_temperature=2.0, max_temperature=1.0)
+
+
+def test_steps_fit_in_order_on_one_forward_pass_of_their_split(tmp_path, monkeypatch):
+    """Two temperature scalings on the validation set: the split is predicted once, and
+    the second step, fitted on the first one's outputs, finds nothing left to fix."""
+    calls = []
+    set_outputs = loop.set_outputs
+
+    def counted(*args, **kwargs):
+        calls.append(args[3])  # the split
+        return set_outputs(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "set_outputs", counted)
+    config = configs.load("experiments/digits_mlp.py:mc_dropout,smoke")
+    with config.unlocked():
+        config.posthoc = ("temperature_scaling", "temperature_scaling")
+    loop.train_and_evaluate(config, tmp_path)
+    assert calls == ["validation"]
+    first, second = json.loads((tmp_path / "posthoc.json").read_text())["steps"]
+    assert first["name"] == second["name"] == "temperature_scaling"
+    assert first["fitted"]["temperature"] != pytest.approx(1.0, abs=0.05)
+    assert second["fitted"]["temperature"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_fit_split_without_errors_stops_at_the_bound_and_says_so(caplog):
+    labels = np.random.default_rng(4).integers(0, 5, 200)
+    separable = np.eye(5, dtype=np.float32)[labels][None] * 0.5  # right, barely confident
+    step = posthoc.make("temperature_scaling", min_temperature=0.1)
+    with caplog.at_level("WARNING"):
+        fitted = jax.block_until_ready(step.fit((separable, {}), {"label": labels}))
+    assert float(fitted["temperature"]) == pytest.approx(0.1, rel=1e-3)
+    assert "stopped at the end of its range" in caplog.text

@@ -16,6 +16,7 @@ import pytest
 from relbench import configs
 from relbench.errors import UsageError
 from relbench.train import loop
+from relbench.train.ensemble_eval import evaluate_runs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SPEC = str(REPO / "experiments/digits_cnn.py") + ":swag,smoke"
@@ -104,9 +105,12 @@ def count_calls(monkeypatch):
 def test_the_run_went_through_every_phase(finished):
     workdir, results = finished
     assert {"after_training", "posthoc"} <= {p.name for p in (workdir / "stages").iterdir()}
-    fitted = json.loads((workdir / "posthoc.json").read_text())
-    assert fitted["temperature_scaling"]["fitted"]["temperature"] > 0
+    (step,) = json.loads((workdir / "posthoc.json").read_text())["steps"]
+    assert step["name"] == "temperature_scaling" and step["fitted"]["temperature"] > 0
     assert "raw/nll" in results["test"] and "nll" in results["test"]
+    # `relbench eval RUN_DIR` rebuilds the final state (after training) and the post-hoc
+    # steps, and reproduces the run's own results.
+    assert evaluate_runs([workdir]) == results
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,10 @@ import pytest
 from relbench.train.checkpoints import load_final_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-CONFIG = f"{ROOT}/experiments/digits_mlp.py:mc_dropout,smoke"  # dropout: random draws too
+# Dropout (random draws), batch norms (precise statistics after training) and a post-hoc
+# step: every phase of a run, on every topology.
+CONFIG = f"{ROOT}/experiments/digits_cnn.py:mc_dropout,smoke"
+OVERRIDES = ["--config.posthoc=('temperature_scaling',)"]
 TIMEOUT_S = 240
 
 
@@ -35,7 +38,7 @@ def env(devices: int) -> dict[str, str]:
 
 def command(workdir: pathlib.Path, processes: int, devices: int) -> list[str]:
     """``relbench train`` on 1 process x ``devices``, or ``relbench launch`` of several."""
-    train = [f"--config={CONFIG}", f"--workdir={workdir}"]
+    train = [f"--config={CONFIG}", *OVERRIDES, f"--workdir={workdir}"]
     if processes == 1:
         return [sys.executable, "-m", "relbench", "train", *train]
     return [
