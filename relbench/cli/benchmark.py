@@ -1,9 +1,10 @@
 """The small benchmark behind ``make run``: every method on the embedded datasets.
 
 Every registered method (``relbench.methods.METHODS``, so a new method joins by being
-registered) is trained and evaluated with each embedded experiment config — digits with
-its shift suite (``digits_c``) and OOD sets, and two moons with its near and far OOD
-rings — into ``WORKDIR/<experiment>/<method>``, and the report of all runs is written to
+registered) is trained and evaluated with each embedded experiment config — digits
+with an MLP and with a batch-norm CNN, each with its shift suite (``digits_c``) and OOD
+sets, and two moons with its near and far OOD rings — into
+``WORKDIR/<experiment>/<method>``, and the report of all runs is written to
 ``WORKDIR/report``. A run that fails is reported and skipped; the others still make the
 report. Runs resume from their checkpoints, so a second call only re-evaluates.
 """
