@@ -18,10 +18,12 @@ the SWA mean, the second moment and the deviation matrix of rank K. The posterio
 without the 1/sqrt(2)), as in the authors' code; ``scale = 0.5`` is their choice.
 
 After training (``after_training``) the parameters become the SWA mean, and every
-batch norm gets its population statistics under the SWA mean and under each of the
-``num_samples`` samples (``relbench.methods.precise_bn``, over ``data("train")``): a
-batch norm's statistics under averaged or sampled weights are not those of any
-iterate [1, Sec. 4]. The samples' keys and statistics are the state's ``fitted`` part,
+batch norm gets its population statistics under each of the ``num_samples`` samples
+(``relbench.methods.precise_bn``, over ``data("train")``); the loop's precise
+batch-norm step, which runs next, refits them under the SWA mean itself (so keep
+``config.train.precise_batch_norm`` on for SWAG on batch-norm models): a batch
+norm's statistics under averaged or sampled weights are not those of any iterate
+[1, Sec. 4]. The samples' keys and statistics are the state's ``fitted`` part,
 so at test time the ``S`` samples are regenerated from the moments (one at a time) and
 stacked on the member axis: ``[S, B, K]``. With ``rank = 0``, one sample and
 ``scale = 0`` the one member is the SWA solution [2].
@@ -209,27 +211,20 @@ def make(
 
         @jax.jit
         def add_batch(sums, batch, batch_key):
-            at_mean = statistics(moments.mean, batch, batch_key)
             at_samples = jax.lax.map(
                 lambda k: statistics(sample(moments, k, scale), batch, batch_key), sample_keys
             )  # [S, ...] per leaf, one sample at a time
-            return accumulate(sums["mean"], at_mean), accumulate(sums["samples"], at_samples)
+            return accumulate(sums, at_samples)
 
-        running = state.collections[BATCH_STATS]
-        stacked = jax.tree.map(lambda s: jnp.zeros((num_samples, *s.shape)), running)
-        sums, count = {"mean": zero_sums(running), "samples": zero_sums(stacked)}, 0
+        stacked = state.fitted[BATCH_STATS]  # [S, ...] zeros: the slot init_fitted made
+        sums, count = zero_sums(stacked), 0
         for count, batch in enumerate(data("train"), start=1):
-            mean_sums, sample_sums = add_batch(sums, batch, jax.random.fold_in(key, count))
-            sums = {"mean": mean_sums, "samples": sample_sums}
-        collections = {
-            **state.collections,
-            BATCH_STATS: population_statistics(sums["mean"], count),
-        }
+            sums = add_batch(sums, batch, jax.random.fold_in(key, count))
         fitted = {
             "sample_keys": jax.random.key_data(sample_keys),
-            BATCH_STATS: population_statistics(sums["samples"], count),
+            BATCH_STATS: population_statistics(sums, count),
         }
-        return mean_state.replace(collections=collections, fitted=fitted)
+        return mean_state.replace(fitted=fitted)
 
     def predict_fn(apply_fn, state, inputs, key):
         del key  # the samples are the fitted ones

@@ -7,8 +7,8 @@ evaluates every evaluation set. The loop never names a method: it calls the meth
 functions at fixed points (``relbench.methods.method``).
 
 A run's phases, each resumable: training (checkpointed every
-``checkpoint_every_steps``), after training (precise batch-norm statistics and the
-method's ``after_training``: ``stages/after_training``), post-hoc fitting
+``checkpoint_every_steps``), after training (the method's ``after_training``, then
+precise batch-norm statistics: ``stages/after_training``), post-hoc fitting
 (``stages/posthoc``), evaluation (``results.json``). A run killed in any phase resumes
 from the last one it finished, and ends bitwise equal to a run never stopped.
 
@@ -470,17 +470,17 @@ def _check_finite(metrics: dict[str, float], step: int, checkpoints: Checkpoints
 
 
 def after_training_steps(exp: Experiment, state: Any) -> AfterTraining | None:
-    """What runs between the last step and evaluation: precise batch-norm statistics
-    (where the model has batch norms and ``config.train.precise_batch_norm``), then the
-    method's ``after_training``; None if neither applies."""
+    """What runs between the last step and evaluation: the method's ``after_training``,
+    then precise batch-norm statistics for the parameters it leaves (where the model has
+    batch norms and ``config.train.precise_batch_norm``); None if neither applies."""
     has_batch_norm = bool(jax.tree.leaves(state.collections.get(BATCH_STATS, {})))
     precise = exp.settings.precise_batch_norm and has_batch_norm
     method = exp.method
     return after_training_sequence(
+        method.after_training,
         precise_batch_norm(method.loss_fn, method.rng_streams, len(exp.dataset.train))
         if precise
         else None,
-        method.after_training,
     )
 
 
