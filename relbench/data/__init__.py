@@ -1,7 +1,8 @@
 """Datasets behind one registry: ``relbench.data.make(name, **kwargs) -> Dataset``.
 
 Embedded sets (``two_moons``, ``digits``, ``noisy_digits``, ``diabetes``,
-``heteroscedastic_toy``, ``multilabel_toy``), the TFDS catalogue (``mnist``,
+``heteroscedastic_toy``, ``multilabel_toy``, the group-shifted ``colored_digits``), the
+TFDS catalogue (``mnist``,
 ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn_cropped``, ``imagenet2012``; any
 other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``.
 """
@@ -9,6 +10,7 @@ other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``.
 from __future__ import annotations
 
 from relbench.data.embedded import digits, two_moons
+from relbench.data.groups import colored_digits
 from relbench.data.label_noise import noisy_digits
 from relbench.data.multilabel import multilabel_toy
 from relbench.data.regression import diabetes, heteroscedastic_toy
@@ -38,6 +40,7 @@ DATASETS = Registry(
         "heteroscedastic_toy": heteroscedastic_toy,
         "multilabel_toy": multilabel_toy,
         "clinc_oos": clinc_oos,
+        "colored_digits": colored_digits,
         **{name: preset_factory(name) for name in PRESETS},
     },
 )

@@ -295,6 +295,7 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
                 mask=labels["mask"],
                 extras=extras,
                 soft_labels=labels.get("soft_label"),
+                groups=labels.get("group"),
             )
             return metrics_lib.batch_statistics(suite, predictions)
 
