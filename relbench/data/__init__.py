@@ -25,6 +25,7 @@ from relbench.data.sources import (
     eval_batches,
     train_iterator,
 )
+from relbench.data.subset import SubsetSource, labelled_subset, long_tailed
 from relbench.data.text import clinc_oos
 from relbench.data.tfds import PRESETS, preset_factory, tfds_dataset
 from relbench.registry import Registry
@@ -41,6 +42,8 @@ DATASETS = Registry(
         "multilabel_toy": multilabel_toy,
         "clinc_oos": clinc_oos,
         "colored_digits": colored_digits,
+        "labelled_subset": labelled_subset,
+        "long_tailed": long_tailed,
         **{name: preset_factory(name) for name in PRESETS},
     },
 )
@@ -54,6 +57,7 @@ __all__ = [
     "EvalSet",
     "Probe",
     "Source",
+    "SubsetSource",
     "TrainBatches",
     "eval_batches",
     "make",

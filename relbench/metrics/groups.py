@@ -1,8 +1,9 @@
 """Subpopulation metrics: accuracy and calibration per group, and the worst group's.
 
 A dataset with subpopulations (e.g. class x spurious attribute, as Waterbirds and
-Colored MNIST define them [1]; ``relbench.data.groups``) gives each example a ``[G]`` 0/1 membership row
-``g_i`` (``"group"`` in its batches; an example may belong to several groups). With
+Colored MNIST define them [1]; ``relbench.data.groups``) gives each example a ``[G]``
+0/1 membership row ``g_i`` (``"group"`` in its batches; an example may belong to
+several groups). With
 ``a_i`` the correctness and ``c_i`` the confidence of example ``i`` (``calibration.py``)
 and ``n_g = sum_i g_ig`` the size of group ``g``:
 

@@ -1,0 +1,62 @@
+"""Pool-based active learning on the embedded 8x8 digits: an MLP, any method.
+
+    relbench active-learn --config experiments/digits_active_learning.py:mc_dropout \\
+        --config.active_learning.acquisition=bald --workdir runs/al_bald_0
+    relbench report runs/al_* --out report/    # learning curves over acquisitions
+
+``arg``: ``METHOD[,smoke]``; the method defaults to ``mc_dropout`` (BALD and BatchBALD
+need members or samples). 20 random labels to start, 10 acquired per round for 10
+rounds, retraining from scratch each round (``config.active_learning.training``:
+``fine_tune`` continues from the previous round). The learning curve is the test set's
+accuracy, NLL and ECE against the number of labels (``learning_curve.json``).
+``smoke`` runs 2 rounds of a few steps (tests). Hardware: one CPU, a few minutes.
+"""
+
+import ml_collections
+
+from relbench.configs import (
+    evaluation_config,
+    optimizer_config,
+    parse_arg,
+    posthoc_hparams_config,
+    set_method,
+    train_config,
+)
+from relbench.tasks.active_learning import active_learning_config
+
+METHOD_RECIPES = {}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    options = parse_arg(arg, default_method="mc_dropout")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dataset = ml_collections.ConfigDict({"name": "digits", "num_ood": 64})
+    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (128,)})
+    config.optimizer = optimizer_config(
+        name="adam", learning_rate=3e-3, weight_decay=0.0, warmup_steps=0
+    )
+    config.posthoc = ()
+    config.posthoc_hparams = posthoc_hparams_config()
+    # Epochs of the labelled set: 20 labels -> 63 steps, 120 labels -> 375 steps.
+    config.train = train_config(
+        options.smoke,
+        smoke_epochs=100.0,
+        global_batch_size=32,
+        num_epochs=100.0,
+        log_every_steps=100,
+        checkpoint_every_steps=1000,
+        max_checkpoints_to_keep=1,
+        eval_batch_size=512,
+    )
+    config.evaluation = evaluation_config()
+    config.active_learning = active_learning_config(
+        acquisition="bald", initial_labels=20, acquisition_batch=10, num_rounds=10
+    )
+    set_method(config, options.method, METHOD_RECIPES)
+    if options.smoke:
+        config.model.hidden_sizes = (32,)
+        config.active_learning.num_rounds = 2
+        config.train.eval_batch_size = 512
+    config.lock()
+    return config

@@ -1,0 +1,2 @@
+"""Tasks built on the one train loop: pool-based active learning (``active_learning``)
+and its acquisition functions (``acquisition``)."""
