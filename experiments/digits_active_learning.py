@@ -57,6 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if options.smoke:
         config.model.hidden_sizes = (32,)
         config.active_learning.num_rounds = 2
-        config.train.eval_batch_size = 512
+        config.train.log_every_steps = 20
+        config.train.checkpoint_every_steps = 40
     config.lock()
     return config
