@@ -34,16 +34,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset = ml_collections.ConfigDict({"name": "digits", "num_ood": 64})
     config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (128,)})
     config.optimizer = optimizer_config(
-        name="adam", learning_rate=3e-3, weight_decay=0.0, warmup_steps=0
+        name="adam", learning_rate=3e-3, weight_decay=0.0, warmup_steps=0, schedule_kind="constant"
     )
     config.posthoc = ()
     config.posthoc_hparams = posthoc_hparams_config()
-    # Epochs of the labelled set: 20 labels -> 63 steps, 120 labels -> 375 steps.
+    # Epochs of the labelled set: 20 labels -> 188 steps, 120 labels -> 1125 steps.
     config.train = train_config(
         options.smoke,
-        smoke_epochs=100.0,
+        smoke_epochs=300.0,
         global_batch_size=32,
-        num_epochs=100.0,
+        num_epochs=300.0,
         log_every_steps=100,
         checkpoint_every_steps=1000,
         max_checkpoints_to_keep=1,
@@ -55,9 +55,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
-        config.model.hidden_sizes = (32,)
+        config.model.hidden_sizes = (64,)
         config.active_learning.num_rounds = 2
         config.train.log_every_steps = 20
         config.train.checkpoint_every_steps = 40
+        config.train.eval_batch_size = 512
     config.lock()
     return config

@@ -13,6 +13,7 @@ from relbench.data.embedded import digits, two_moons
 from relbench.data.groups import colored_digits
 from relbench.data.label_noise import noisy_digits
 from relbench.data.multilabel import multilabel_toy
+from relbench.data.multirater import cifar10h, multirater_digits
 from relbench.data.regression import diabetes, heteroscedastic_toy
 from relbench.data.sources import (
     ArraySource,
@@ -44,6 +45,8 @@ DATASETS = Registry(
         "colored_digits": colored_digits,
         "labelled_subset": labelled_subset,
         "long_tailed": long_tailed,
+        "multirater_digits": multirater_digits,
+        "cifar10h": cifar10h,
         **{name: preset_factory(name) for name in PRESETS},
     },
 )
