@@ -44,6 +44,7 @@ from relbench.errors import UsageError
 from relbench.registry import check_kwargs
 from relbench.tasks.acquisition import ACQUISITIONS, PoolOutputs
 from relbench.train import loop, sharding
+from relbench.train.init_from import init_from_config
 from relbench.train.writers import _write_atomically
 
 CURVE_METRICS = ("accuracy", "nll", "ece")
@@ -118,8 +119,9 @@ def round_config(
                 "indices": tuple(int(i) for i in labelled),
             }
         )
-        if init_from is not None:
-            out.init_from = init_from
+        if init_from is not None:  # the config's exclude and freeze, the previous round
+            kept = config.init_from.to_dict() if "init_from" in config else {}
+            out.init_from = init_from_config(**{**kept, "path": init_from})
     return out
 
 

@@ -1,9 +1,14 @@
-"""OSCR (Dhamija et al. 2018) against hand-computed curves and a brute-force threshold sweep."""
+"""OSCR (Dhamija et al. 2018) against hand-computed curves, a brute-force threshold sweep,
+and through the evaluation protocol."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from relbench import metrics as metrics_lib
 from relbench.metrics import open_set
+from relbench.train import evaluation
 
 
 def test_oscr_equals_the_hand_computed_area():
@@ -49,3 +54,31 @@ def test_open_set_results_use_the_negated_uncertainty_scores():
     out = open_set.open_set_results(known, np.array([1.0, 0, 1, 1]), unknown)
     assert out["oscr"] == out["oscr/max_prob"] == pytest.approx(0.375)
     assert out["closed_set_accuracy"] == 0.75
+
+
+def test_the_evaluation_protocol_reports_oscr_for_every_ood_set():
+    rng = np.random.default_rng(3)
+    evaluated = {}
+    for name, n, is_ood in (("test", 30, False), ("ood", 20, True)):
+        logits = jnp.asarray(rng.normal(size=(1, n, 4)).astype(np.float32) * (1 if is_ood else 3))
+        labels = np.full(n, -1) if is_ood else rng.integers(0, 4, n)
+        p = metrics_lib.Predictions(
+            logits=logits,
+            log_probs=metrics_lib.predictive_log_probs(logits),
+            labels=jnp.asarray(labels, jnp.int32),
+            mask=jnp.ones(n),
+        )
+        suite = metrics_lib.eval_suite("classification", is_ood)
+        batch = jax.jit(metrics_lib.batch_statistics, static_argnums=0)(suite, p)
+        stats = metrics_lib.add_statistics(suite, None, jax.device_get(batch))
+        evaluated[name] = evaluation.SetTotals(is_ood, suite, stats)
+        probs = np.exp(np.asarray(p.log_probs, np.float64))
+        evaluated[name + "/arrays"] = (probs.max(1), probs.argmax(1) == labels)
+    results, curves = evaluation.summarize(
+        {k: v for k, v in evaluated.items() if "/" not in k}, evaluation.EvaluationSettings()
+    )
+    (known, correct), (unknown, _) = evaluated["test/arrays"], evaluated["ood/arrays"]
+    assert results["ood"]["oscr"] == pytest.approx(open_set.oscr(known, correct, unknown), abs=1e-6)
+    assert results["ood"]["closed_set_accuracy"] == pytest.approx(results["test"]["accuracy"])
+    assert len(curves["ood"]["oscr"]["ccr"]) == open_set.CURVE_POINTS
+    assert "oscr" not in results["test"]

@@ -165,3 +165,19 @@ def test_a_pool_smaller_than_the_acquisitions_is_refused_before_training(tmp_pat
     with pytest.raises(UsageError, match="is smaller than 2 acquisitions of 2000; lower"):
         active_learn(config, tmp_path)
     assert not (tmp_path / "labelled").exists()
+
+
+def test_a_round_trains_on_its_labelled_subset_and_fine_tunes_from_the_previous_round():
+    from relbench import data as data_lib
+    from relbench.tasks.active_learning import round_config
+
+    config = configs.load(SPEC)
+    labelled = np.array([5, 3, 9])
+    fine_tune = round_config(config, labelled, "runs/round_000")
+    assert "active_learning" not in fine_tune and fine_tune.init_from.path == "runs/round_000"
+    assert "init_from" not in round_config(config, labelled, None)
+    dataset = data_lib.make(**fine_tune.dataset)
+    full = data_lib.make(**config.dataset)
+    np.testing.assert_array_equal(
+        dataset.train.read(np.arange(3))["input"], full.train.read(labelled)["input"]
+    )
