@@ -1,4 +1,5 @@
-"""Adaptation: a run started from a finished run's parameters, with other layer types."""
+"""Adaptation: a run started from a finished run's parameters, with other layer types,
+and k-shot linear evaluation on a finished run's frozen features."""
 
 import jax
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from experiments import digits_mlp
 from relbench.errors import UsageError
+from relbench.tasks import few_shot
 from relbench.train import init_from
 from relbench.train.checkpoints import load_final_params
 from relbench.train.loop import build, init_state, train_and_evaluate
@@ -79,3 +81,22 @@ def test_parameters_that_do_not_fit_are_one_error_naming_the_fix(finished):
         train_and_evaluate(config, finished.parent / "narrow")
     with pytest.raises(UsageError, match="neither a run's workdir nor an orbax checkpoint"):
         init_from.read_params(str(finished / "missing"))
+
+
+def test_the_ridge_probe_equals_scikit_learn():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(40, 6)), rng.integers(0, 4, 40)
+    weights, bias = few_shot.ridge_probe(features, labels, 4, l2=0.7)
+    reference = Ridge(alpha=0.7).fit(features, np.eye(4)[labels])
+    np.testing.assert_allclose(weights, reference.coef_.T, atol=1e-10)
+    np.testing.assert_allclose(bias, reference.intercept_, atol=1e-10)
+
+
+def test_k_shot_accuracy_of_frozen_features_grows_with_the_shots(finished):
+    results = few_shot.few_shot_results(finished, shots=(1, 10))
+    # Measured on the smoke run's features: 1-shot 0.56, 5-shot 0.69, 10-shot 0.76
+    # (chance 0.10).
+    assert results["10shot_accuracy"] > results["1shot_accuracy"] > 0.3, results
+    assert results == few_shot.few_shot_results(finished, shots=(1, 10))  # a fixed draw
