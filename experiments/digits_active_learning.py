@@ -9,7 +9,9 @@ need members or samples). 20 random labels to start, 10 acquired per round for 1
 rounds, retraining from scratch each round (``config.active_learning.training``:
 ``fine_tune`` continues from the previous round). The learning curve is the test set's
 accuracy, NLL and ECE against the number of labels (``learning_curve.json``).
-``smoke`` runs 2 rounds of a few steps (tests). Hardware: one CPU, a few minutes.
+``smoke`` runs 2 rounds with a width-64 MLP (tests); as a plain training config
+(``relbench train``) the file trains on the whole training set. Hardware: one CPU,
+a few minutes.
 """
 
 import ml_collections
@@ -38,12 +40,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.posthoc = ()
     config.posthoc_hparams = posthoc_hparams_config()
-    # Epochs of the labelled set: 20 labels -> 188 steps, 120 labels -> 1125 steps.
+    # As a plain training config (relbench train): the whole training set.
     config.train = train_config(
         options.smoke,
-        smoke_epochs=300.0,
         global_batch_size=32,
-        num_epochs=300.0,
+        num_epochs=30.0,
         log_every_steps=100,
         checkpoint_every_steps=1000,
         max_checkpoints_to_keep=1,
@@ -51,7 +52,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.evaluation = evaluation_config()
     config.active_learning = active_learning_config(
-        acquisition="bald", initial_labels=20, acquisition_batch=10, num_rounds=10
+        acquisition="bald",
+        initial_labels=20,
+        acquisition_batch=10,
+        num_rounds=10,
+        # Epochs of the labelled set: 20 labels -> 188 steps, 120 labels -> 1125 steps.
+        num_epochs=300.0,
     )
     set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:

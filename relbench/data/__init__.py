@@ -26,7 +26,7 @@ from relbench.data.sources import (
     eval_batches,
     train_iterator,
 )
-from relbench.data.subset import SubsetSource, labelled_subset, long_tailed
+from relbench.data.subset import SubsetSource, labelled_subset, long_tailed, split_tasks
 from relbench.data.text import clinc_oos
 from relbench.data.tfds import PRESETS, preset_factory, tfds_dataset
 from relbench.registry import Registry
@@ -45,6 +45,7 @@ DATASETS = Registry(
         "colored_digits": colored_digits,
         "labelled_subset": labelled_subset,
         "long_tailed": long_tailed,
+        "split_tasks": split_tasks,
         "multirater_digits": multirater_digits,
         "cifar10h": cifar10h,
         **{name: preset_factory(name) for name in PRESETS},

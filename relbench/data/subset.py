@@ -1,9 +1,10 @@
-"""A dataset restricted to some of its training examples (active learning's labelled set).
+"""Datasets cut from another dataset: a labelled subset, a long tail, class-split tasks.
 
 ``labelled_subset(dataset, indices)`` is the dataset that ``dataset`` (a dataset config:
 ``{"name": ..., **kwargs}``) names, with its training source cut down to the examples
 at ``indices`` (positions in the full training source, in that order); its evaluation
-sets are unchanged. ``SubsetSource`` is the view it uses, also for the unlabelled pool.
+sets are unchanged (active learning's labelled set). ``long_tailed`` and ``split_tasks``
+cut the training set by class. ``SubsetSource`` is the view all of them use.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from relbench.data.sources import Dataset, Source
+from relbench.data.sources import Dataset, EvalSet, Source
 from relbench.errors import UsageError
 
 
@@ -82,3 +83,35 @@ def long_tailed(dataset: Mapping, imbalance_ratio: float = 10.0) -> Dataset:
         keep.append(np.sort(rng.choice(members, size, replace=False)))
     positions = np.sort(np.concatenate(keep))
     return dataclasses.replace(base, train=SubsetSource(base.train, positions))
+
+
+def _labels(source) -> np.ndarray:
+    everything = np.arange(len(source))
+    return np.concatenate(
+        [source.read(everything[i : i + 4096])["label"] for i in range(0, len(source), 4096)]
+    )
+
+
+def split_tasks(
+    dataset: Mapping, tasks: Sequence[Sequence[int]], task: int, eval_set: str = "test"
+) -> Dataset:
+    """One task of a class-split sequence (split MNIST's construction): ``dataset``
+    trained on the examples of the classes ``tasks[task]`` only, and evaluated on
+    ``task_<j>``, the examples of ``eval_set`` of each task's classes, for every ``j``.
+    The output layer keeps every class (class-incremental)."""
+    from relbench.data import make
+
+    base = make(**dict(dataset))
+    if not 0 <= task < len(tasks) or eval_set not in base.eval_sets:
+        raise UsageError(
+            f"split_tasks needs 0 <= task < {len(tasks)} and an evaluation set of the "
+            f"dataset ({', '.join(base.eval_sets)}); fix config.dataset"
+        )
+    train_labels, test = _labels(base.train), base.eval_sets[eval_set].source
+    test_labels = _labels(test)
+    eval_sets = {
+        f"task_{j}": EvalSet(SubsetSource(test, np.flatnonzero(np.isin(test_labels, classes))))
+        for j, classes in enumerate(tasks)
+    }
+    train = SubsetSource(base.train, np.flatnonzero(np.isin(train_labels, tasks[task])))
+    return dataclasses.replace(base, train=train, eval_sets=eval_sets)

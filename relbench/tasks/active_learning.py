@@ -44,7 +44,7 @@ from relbench.errors import UsageError
 from relbench.registry import check_kwargs
 from relbench.tasks.acquisition import ACQUISITIONS, PoolOutputs
 from relbench.train import loop, sharding
-from relbench.train.init_from import init_from_config
+from relbench.train.init_from import continued_from
 from relbench.train.writers import _write_atomically
 
 CURVE_METRICS = ("accuracy", "nll", "ece")
@@ -60,6 +60,8 @@ class ActiveLearningSettings:
       initial_labels: labelled examples before the first round, drawn at random.
       acquisition_batch: examples labelled after each round but the last.
       num_rounds: acquisition rounds; the loop trains ``num_rounds + 1`` times.
+      num_epochs: epochs of the labelled set each round trains (``config.train.num_epochs``
+        is left to the config as a plain training config).
       training: ``"retrain"`` (every round from scratch) or ``"fine_tune"`` (from the
         previous round's parameters).
       curve_set: the evaluation set whose metrics make the learning curve.
@@ -69,6 +71,7 @@ class ActiveLearningSettings:
     initial_labels: int = 20
     acquisition_batch: int = 10
     num_rounds: int = 5
+    num_epochs: float = 100.0
     training: str = "retrain"
     curve_set: str = "test"
 
@@ -107,10 +110,12 @@ def _settings(config: ml_collections.ConfigDict) -> ActiveLearningSettings:
 def round_config(
     config: ml_collections.ConfigDict, labelled: np.ndarray, init_from: str | None
 ) -> ml_collections.ConfigDict:
-    """The train config of one round: the dataset cut to ``labelled``, no
-    ``active_learning`` section, and ``init_from`` the previous round (fine-tuning)."""
+    """The train config of one round: the dataset cut to ``labelled``, trained for
+    ``active_learning.num_epochs``, no ``active_learning`` section, and ``init_from`` the
+    previous round (fine-tuning)."""
     out = copy.deepcopy(config)
     with out.unlocked():
+        out.train.num_epochs = float(config.active_learning.num_epochs)
         del out["active_learning"]
         out.dataset = ml_collections.ConfigDict(
             {
@@ -119,9 +124,8 @@ def round_config(
                 "indices": tuple(int(i) for i in labelled),
             }
         )
-        if init_from is not None:  # the config's exclude and freeze, the previous round
-            kept = config.init_from.to_dict() if "init_from" in config else {}
-            out.init_from = init_from_config(**{**kept, "path": init_from})
+        if init_from is not None:
+            out.init_from = continued_from(config, init_from)
     return out
 
 

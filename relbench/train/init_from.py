@@ -70,6 +70,13 @@ def init_from_config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({**fields, **overrides})
 
 
+def continued_from(config: ml_collections.ConfigDict, path: str) -> ml_collections.ConfigDict:
+    """``config.init_from`` for a run that continues from ``path``, keeping the config's
+    ``exclude`` and ``freeze`` (active-learning rounds, continual tasks)."""
+    kept = config.init_from.to_dict() if "init_from" in config else {}
+    return init_from_config(**{**kept, "path": path})
+
+
 def _path(key_path) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in key_path)
 
