@@ -63,8 +63,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if options.smoke:
         config.model.hidden_sizes = (64,)
         config.active_learning.num_rounds = 2
-        config.train.log_every_steps = 20
-        config.train.checkpoint_every_steps = 40
+        config.train.log_every_steps = 100
+        config.train.checkpoint_every_steps = 200
         config.train.eval_batch_size = 512
     config.lock()
     return config

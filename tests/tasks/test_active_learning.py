@@ -25,6 +25,8 @@ SPEC = f"{REPO}/experiments/digits_active_learning.py:mc_dropout,smoke"
 # Every active-learning run here is a subprocess sharing one persistent compilation
 # cache: the rounds compile the same programs (the smoke config's learning rate is
 # constant, so no step count enters them), and each is compiled once for the module.
+# They run on one CPU device: the loop's sharding is tested elsewhere, and several fake
+# devices make each of the ~3,000 small steps slower.
 RUN = """
 import json, sys
 from relbench import configs
@@ -49,6 +51,7 @@ def run_loop(cache, runs, before_run="pass", expect=0):
         env={
             **os.environ,
             "PYTHONPATH": str(REPO),
+            "JAX_NUM_CPU_DEVICES": "1",
             "JAX_COMPILATION_CACHE_DIR": str(cache),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
@@ -87,7 +90,7 @@ def test_bald_beats_random_on_digits_averaged_over_seeds(finished):
 
 
 # Killed between rounds: round 1's labelled set is written, it has not trained; inside a
-# round: round 2, ten steps after its step-40 checkpoint.
+# round: round 2 (375 steps), 100 steps after its step-200 checkpoint.
 DIE_BETWEEN_ROUNDS = """import os, signal; from relbench.train import loop
     train = loop.train_and_evaluate
     def train_or_die(config, workdir):
@@ -99,7 +102,7 @@ DIE_INSIDE_ROUND = """import os, signal; from relbench.train import writers
     write = writers.RunWriter.write
     def write_then_die(self, step, prefix, metrics):
         write(self, step, prefix, metrics)
-        if str(self.workdir).endswith("round_002") and step == 60:
+        if str(self.workdir).endswith("round_002") and step == 300:
             os.kill(os.getpid(), signal.SIGKILL)
     writers.RunWriter.write = write_then_die"""
 
@@ -112,7 +115,7 @@ def test_killed_between_and_inside_rounds_resumes_bitwise(finished, tmp_path):
     assert not (tmp_path / "rounds" / "round_001").exists()
     run_loop(root / "cache", run, DIE_INSIDE_ROUND, expect=-9)
     checkpoints = tmp_path / "rounds" / "round_002" / "checkpoints"
-    assert sorted(int(p.name) for p in checkpoints.iterdir()) == [40]
+    assert sorted(int(p.name) for p in checkpoints.iterdir()) == [200]
     run_loop(root / "cache", run)
     names = [CURVE] + [f"labelled/round_00{r}.json" for r in range(ROUNDS + 1)]
     for name in names:
