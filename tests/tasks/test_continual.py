@@ -21,12 +21,12 @@ def test_fine_tuning_on_split_digits_forgets_the_first_task(tmp_path):
     with config.unlocked():
         config.dataset.held_out_classes = ()
         config.evaluation.shift_suite = ""
-        config.train.num_epochs = 4.0
+        config.train.num_epochs = 2.0
     tasks = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
     summary = continual_learn(config, tmp_path, tasks)
     (first, unseen), (after, second) = summary["accuracy"]
-    # Measured: task 0 0.99 after its own training, 0.00 after task 1 (class-incremental
-    # fine-tuning overwrites it); task 1 0.00 before and 0.98 after its training.
+    # Measured: task 0 0.95 after its own training, 0.00 after task 1 (class-incremental
+    # fine-tuning overwrites it); task 1 0.00 before and 0.92 after its training.
     assert first > 0.8 and second > 0.8 and unseen < 0.2 and after < first - 0.5, summary
     assert summary["forgetting"] == pytest.approx(first - after)
     assert summary["average_accuracy"] == pytest.approx((after + second) / 2)
