@@ -1,7 +1,8 @@
 """Adaptation: start a run from another run's parameters, with layer types allowed to change.
 
 ``config.init_from`` (``InitFrom``) names where the parameters come from (``path``): a
-finished run's workdir (its newest checkpoint) or an orbax checkpoint (a step folder of
+finished run's workdir (the parameters of its newest checkpoint, i.e. before any
+after-training step such as SWAG's averaging) or an orbax checkpoint (a step folder of
 ``checkpoints/``, or a PyTree checkpoint of a params tree or of a state with
 ``"params"``). The new model is initialised as usual; then every parameter array whose
 path (``Dense_0/kernel``) appears in the checkpoint with the same shape and dtype takes
