@@ -1,9 +1,9 @@
-"""A CNN on the user's own images, one subfolder per class (``relbench.data.image_folder``).
+"""A CNN on the user's own images, one subfolder per class (``relbench.data.image_folders``).
 
     relbench train --config experiments/image_folder_cnn.py[:METHOD] \
         --config.dataset.path=IMAGES --config.dataset.image_size=32 --workdir runs/mine
 
-Every field of ``relbench.data.image_folder.image_folder`` is in ``config.dataset``
+Every field of ``relbench.data.image_folders.image_folder`` is in ``config.dataset``
 with its default; ``config.train.data_threads`` (8 here) grain threads decode training
 batches ahead of the step. ``arg`` is ``METHOD[,smoke]`` (default ``deterministic``).
 """

@@ -5,7 +5,7 @@ Embedded sets (``two_moons``, ``digits``, ``noisy_digits``, ``diabetes``,
 ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn_cropped``, ``imagenet2012``; any
 other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``; the
 user's own files: ``arrays`` and ``table`` (``data.files``), ``image_folder``
-(``data.image_folder``). ``register(name, factory)`` adds a dataset; installed plugins
+(``data.image_folders``). ``register(name, factory)`` adds a dataset; installed plugins
 join through the ``relbench.datasets`` entry points (``relbench.registry``).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from relbench.data.embedded import digits, two_moons
 from relbench.data.files import arrays, table
-from relbench.data.image_folder import image_folder
+from relbench.data.image_folders import image_folder
 from relbench.data.label_noise import noisy_digits
 from relbench.data.multilabel import multilabel_toy
 from relbench.data.regression import diabetes, heteroscedastic_toy

@@ -7,7 +7,7 @@
   feature columns and one target column, for classification (integer or string
   targets; strings become classes in sorted order) or regression.
 
-The image-folder kind (``relbench.data.image_folder``) shares the splits and checks here.
+The image-folder kind (``relbench.data.image_folders``) shares the splits and checks here.
 
 **Splits.** Either ``path`` names one file that is cut into train / validation / test by
 ``fractions`` with a fixed shuffle drawn from ``split_seed`` (a set of fraction 0 is
@@ -158,9 +158,10 @@ def num_classes_of(sets: Mapping[str, Mapping[str, np.ndarray]], num_classes: in
 
 
 def standardizer(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """``x -> (x - mean) / std`` with the training mean and std (std 1 where it is 0)."""
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
+    """``x -> (x - mean) / std`` with the training mean and std (std 1 where it is 0),
+    computed in float64."""
+    mean = train.mean(axis=0, dtype=np.float64)
+    std = train.std(axis=0, dtype=np.float64)
     std = np.where(std > 0, std, 1.0)
     return lambda x: ((x - mean) / std).astype(np.float32)
 
