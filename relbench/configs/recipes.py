@@ -144,9 +144,12 @@ def cifar_wrn28_10(
 
 
 def user_files_config(dataset: str, model: dict, arg: str | None) -> ml_collections.ConfigDict:
-    """The config of ``experiments/{arrays,table}_mlp.py`` and ``image_folder_cnn.py``:
-    a dataset of the user's files (``relbench.data.files``, every field settable from
-    the command line), ``model``, adam, 20 epochs of batch 128; ``smoke``: 2 epochs."""
+    """The config of ``experiments/user_data/*.py``: a dataset of the user's files
+    (``relbench.data.files``, every field settable from the command line), ``model``,
+    adam, 20 epochs of batch 128; ``smoke``: 2 epochs of batch 16.
+
+    These configs live apart from ``experiments/*.py``, whose every file x method the
+    config tests build and train: they need the user's files to build."""
     from relbench.configs import (
         dataset_config,
         evaluation_config,

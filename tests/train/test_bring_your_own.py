@@ -24,6 +24,7 @@ from relbench.report.runs import group_runs, load_run
 from relbench.train.loop import train_and_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+USER_DATA = REPO / "experiments" / "user_data"  # config templates for the user's files
 PLUGIN = REPO / "tests" / "fixtures" / "demo_plugin"
 
 
@@ -51,7 +52,7 @@ def npz_run(tmp_path_factory):
     relbench(
         "train",
         "--config",
-        str(REPO / "experiments/arrays_mlp.py") + ":deterministic,smoke",
+        str(USER_DATA / "arrays_mlp.py") + ":deterministic,smoke",
         f"--config.dataset.splits={{'train': '{root}/train.npz', 'test': '{root}/test.npz'}}",
         f"--config.dataset.ood={{'far': '{root}/far.npz'}}",
         "--config.optimizer.learning_rate=0.01",
@@ -88,7 +89,7 @@ def test_npz_run_learns_and_equals_the_python_api(npz_run, tmp_path):
 
     data_lib.register("test_in_memory_blobs", in_memory)
     try:
-        config = configs.load(str(REPO / "experiments/arrays_mlp.py") + ":deterministic,smoke")
+        config = configs.load(str(USER_DATA / "arrays_mlp.py") + ":deterministic,smoke")
         with config.unlocked():
             config.dataset = configs.dataset_config("test_in_memory_blobs")
             config.optimizer.learning_rate = 0.01
@@ -133,7 +134,7 @@ def test_image_folder_and_csv_train_with_no_code(tmp_path):
     relbench(
         "train",
         "--config",
-        str(REPO / "experiments/image_folder_cnn.py") + ":deterministic,smoke",
+        str(USER_DATA / "image_folder_cnn.py") + ":deterministic,smoke",
         f"--config.dataset.path={tmp_path}/images",
         "--config.dataset.fractions=(0.75, 0.0, 0.25)",
         "--config.model.features=(8,)",
@@ -154,13 +155,14 @@ def test_image_folder_and_csv_train_with_no_code(tmp_path):
     relbench(
         "train",
         "--config",
-        str(REPO / "experiments/table_mlp.py") + ":deterministic,smoke",
+        str(USER_DATA / "table_mlp.py") + ":deterministic,smoke",
         f"--config.dataset.path={tmp_path}/uci.csv",
         "--config.dataset.target=y",
         "--config.dataset.task=regression",
         "--config.dataset.split_seed=3",  # one of the UCI protocol's random splits
-        "--config.optimizer.learning_rate=0.003",
+        "--config.optimizer.learning_rate=0.005",
         "--config.train.num_epochs=6",
+        "--config.train.global_batch_size=32",
         "--workdir",
         str(tmp_path / "uci"),
     )
@@ -173,7 +175,7 @@ def test_bad_file_is_one_error_line_and_exit_2(tmp_path, capsys):
         relbench(
             "train",
             "--config",
-            str(REPO / "experiments/arrays_mlp.py") + ":deterministic,smoke",
+            str(USER_DATA / "arrays_mlp.py") + ":deterministic,smoke",
             f"--config.dataset.path={tmp_path}/missing.npz",
             "--workdir",
             str(tmp_path / "run"),
@@ -244,12 +246,8 @@ def test_pip_installed_plugin_is_found_by_relbench_train(tmp_path):
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{target}"}
-
-    def train(arg: str):
-        command = [sys.executable, "-m", "relbench", "train", "--config", f"{config_file}:{arg}"]
-        command += ["--config.optimizer.learning_rate=0.01", "--workdir", str(tmp_path / "run")]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    # One CPU device: the plugin is what this run tests, not sharding (cheaper compiles).
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{target}", "JAX_NUM_CPU_DEVICES": "1"}
 
     # The names the "choose one of" errors list come from the installed entry points.
     sys.path.insert(0, str(target))
@@ -258,7 +256,10 @@ def test_pip_installed_plugin_is_found_by_relbench_train(tmp_path):
         assert "demo_blobs" in Registry("dataset", {}, entry_points="relbench.datasets").names()
     finally:
         sys.path.remove(str(target))
-    result = train("demo_tempered,smoke")
+    command = [sys.executable, "-m", "relbench", "train", "--config"]
+    command += [f"{config_file}:demo_tempered,smoke", "--config.dataset.num_examples=128"]
+    command += ["--config.optimizer.learning_rate=0.03", "--workdir", str(tmp_path / "run")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["dataset"]["name"], config["method"]["name"]) == ("demo_blobs", "demo_tempered")

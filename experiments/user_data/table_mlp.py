@@ -1,6 +1,6 @@
 """An MLP on the user's own table file(s) (``relbench.data.files.table``): no code.
 
-    relbench train --config experiments/table_mlp.py[:METHOD] \
+    relbench train --config experiments/user_data/table_mlp.py[:METHOD] \
         --config.dataset.path=DATA --workdir runs/mine
 
 Every field of ``relbench.data.files.table`` is in ``config.dataset`` with its

@@ -1,6 +1,6 @@
 """An MLP on the user's own arrays file(s) (``relbench.data.files.arrays``): no code.
 
-    relbench train --config experiments/arrays_mlp.py[:METHOD] \
+    relbench train --config experiments/user_data/arrays_mlp.py[:METHOD] \
         --config.dataset.path=DATA --workdir runs/mine
 
 Every field of ``relbench.data.files.arrays`` is in ``config.dataset`` with its

@@ -1,6 +1,6 @@
 """A CNN on the user's own images, one subfolder per class (``relbench.data.image_folders``).
 
-    relbench train --config experiments/image_folder_cnn.py[:METHOD] \
+    relbench train --config experiments/user_data/image_folder_cnn.py[:METHOD] \
         --config.dataset.path=IMAGES --config.dataset.image_size=32 --workdir runs/mine
 
 Every field of ``relbench.data.image_folders.image_folder`` is in ``config.dataset``
