@@ -113,18 +113,19 @@ def _size(file: str) -> tuple[int, int]:
 
 
 def _check_sizes(files: Sequence[str], image_size: int) -> tuple[int, int]:
-    """The one (height, width) of every image; mixed sizes need ``image_size``."""
+    """The one (height, width) of every image (read from the headers); mixed sizes need
+    ``image_size``, which makes reading them unnecessary."""
+    if image_size:
+        return image_size, image_size
     sizes: dict[tuple[int, int], str] = {}
     for file in files:
         sizes.setdefault(_size(file), file)
-        if len(sizes) > 1 and not image_size:
+        if len(sizes) > 1:
             (a, fa), (b, fb) = list(sizes.items())[:2]
             raise UsageError(
                 f"images of different sizes ({a[0]}x{a[1]} '{fa}', {b[0]}x{b[1]} '{fb}'); "
                 "set config.dataset.image_size to resize and crop them to one square size"
             )
-    if image_size:
-        return image_size, image_size
     width, height = next(iter(sizes))
     return height, width
 
