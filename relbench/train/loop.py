@@ -697,11 +697,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         bar.close()
         state = finish_training(exp, state, stages, mesh, train_key)
         fitted = posthoc_parameters(exp, state, eval_step, stages, mesh, eval_key, writer)
-        kept = PredictionWriter(exp.dataset.task, mesh, exp.evaluation.save_predictions)
+        save = exp.evaluation.save_predictions
+        kept = PredictionWriter(exp.dataset.task, mesh) if save else None
         results, curves = evaluate(exp, state, eval_step, eval_key, mesh, fitted, kept)
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
-        kept.save(workdir, is_writer)
+        if kept is not None and is_writer:
+            kept.save(workdir)
         writer.write_results(results, curves)
         run_probes(exp, state, eval_key, mesh, workdir, is_writer, fitted)
     finally:

@@ -104,25 +104,23 @@ OUTPUT_EXTRAS = ("variance",)  # the extras a metric reads (regression, uncertai
 class PredictionWriter:
     """Collects every evaluation set's member outputs batch by batch; ``save`` writes
     them as ``predictions.npz`` in the format ``relbench evaluate-predictions`` reads
-    (``relbench.train.predictions``). Disabled, it does nothing."""
+    (``relbench.train.predictions``). Every process collects (the replication is
+    collective); process 0 saves."""
 
-    def __init__(self, task: str, mesh: jax.sharding.Mesh, enabled: bool):
-        self.task, self.enabled = task, enabled
+    def __init__(self, task: str, mesh: jax.sharding.Mesh):
+        self.task = task
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         self._replicate = jax.jit(lambda tree: tree, out_shardings=replicated)
         self._sets: dict[str, dict[str, list[np.ndarray]]] = {}
 
     def add(self, set_name: str, is_ood: bool, outputs, batch: Mapping) -> None:
         """One global batch's ``(logits [M, B, K], extras)`` and its ``label``/``mask``."""
-        if not self.enabled:
-            return
         logits, extras = outputs
         tree = {"logits": logits, **{k: v for k, v in extras.items() if k in OUTPUT_EXTRAS}}
         tree["labels"] = batch["label"]
         if "soft_label" in batch:
             tree["soft_labels"] = batch["soft_label"]
         tree["mask"] = batch["mask"]
-        # Every process takes part in the replication; only process 0 saves.
         local = {k: np.asarray(v.addressable_data(0)) for k, v in self._replicate(tree).items()}
         keep = local.pop("mask") > 0  # padding rows are cut off
         entry = self._sets.setdefault(set_name, {"is_ood": [np.asarray(is_ood)]})
@@ -130,9 +128,7 @@ class PredictionWriter:
             rows = value[:, keep] if key in ("logits", *OUTPUT_EXTRAS) else value[keep]
             entry.setdefault(key, []).append(rows)
 
-    def save(self, workdir: pathlib.Path, is_writer: bool) -> None:
-        if not self.enabled or not is_writer:
-            return
+    def save(self, workdir: pathlib.Path) -> None:
         arrays: dict[str, np.ndarray] = {"task": np.asarray(self.task)}
         for name, fields in self._sets.items():
             for key, parts in fields.items():
