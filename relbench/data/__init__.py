@@ -3,12 +3,17 @@
 Embedded sets (``two_moons``, ``digits``, ``noisy_digits``, ``diabetes``,
 ``heteroscedastic_toy``, ``multilabel_toy``), the TFDS catalogue (``mnist``,
 ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn_cropped``, ``imagenet2012``; any
-other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``.
+other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``; the
+user's own files: ``arrays`` and ``table`` (``data.files``), ``image_folder``
+(``data.image_folders``). ``register(name, factory)`` adds a dataset; installed plugins
+join through the ``relbench.datasets`` entry points (``relbench.registry``).
 """
 
 from __future__ import annotations
 
 from relbench.data.embedded import digits, two_moons
+from relbench.data.files import arrays, table
+from relbench.data.image_folders import image_folder
 from relbench.data.label_noise import noisy_digits
 from relbench.data.multilabel import multilabel_toy
 from relbench.data.regression import diabetes, heteroscedastic_toy
@@ -39,9 +44,14 @@ DATASETS = Registry(
         "multilabel_toy": multilabel_toy,
         "clinc_oos": clinc_oos,
         **{name: preset_factory(name) for name in PRESETS},
+        "arrays": arrays,
+        "image_folder": image_folder,
+        "table": table,
     },
+    entry_points="relbench.datasets",
 )
 make = DATASETS.make
+register = DATASETS.register
 
 __all__ = [
     "ArraySource",
@@ -54,5 +64,6 @@ __all__ = [
     "TrainBatches",
     "eval_batches",
     "make",
+    "register",
     "train_iterator",
 ]

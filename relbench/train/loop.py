@@ -52,7 +52,7 @@ from relbench.train.checkpoints import Checkpoints, Stages
 from relbench.train.evaluation import EvaluationSettings
 from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
-from relbench.train.writers import RunWriter, progress_bar
+from relbench.train.writers import PredictionWriter, RunWriter, progress_bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,11 +310,15 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
         for is_ood in (False, True)
     }
 
-    def eval_step(state: TrainState, batch, key, is_ood: bool, fitted=None):
+    def reduce_outputs(outputs, batch, is_ood: bool, fitted=None):
         labels = {name: value for name, value in batch.items() if name != "input"}
-        return reduce[is_ood](predict(state, batch["input"], key), labels, fitted)
+        return reduce[is_ood](outputs, labels, fitted)
+
+    def eval_step(state: TrainState, batch, key, is_ood: bool, fitted=None):
+        return reduce_outputs(predict(state, batch["input"], key), batch, is_ood, fitted)
 
     eval_step.predict = predict  # the post-hoc fit reuses the compiled forward pass
+    eval_step.reduce = reduce_outputs  # evaluate keeps the outputs between the two
     return eval_step
 
 
@@ -422,13 +426,14 @@ def fit_posthoc(exp: Experiment, state, predict, eval_key: jax.Array, mesh) -> l
     return fitted
 
 
-def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None):
+def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None, keep=None):
     """Every evaluation set, each example counted once -> ``(results, curves)``.
 
     ``results`` is ``{set: {metric: value}}`` plus the OOD mixtures and shift-family
     aggregates of ``evaluation.summarize``; ``curves`` holds the arrays behind plots.
     With post-hoc steps, every set's metrics are those after the steps, and the raw
-    model's are beside them under ``raw/<metric>``.
+    model's are beside them under ``raw/<metric>``. ``keep`` (a ``PredictionWriter``)
+    gets every batch's outputs after the post-hoc steps.
     """
     batch_sharding = sharding.batch_sharded(mesh)
     views = ("",) if fitted is None else ("", "raw/")
@@ -440,7 +445,11 @@ def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None):
         for index, local in enumerate(_eval_batches(exp, eval_set)):
             batch = sharding.global_batch(local, batch_sharding)
             key = jax.random.fold_in(set_key, index)
-            stats = jax.device_get(eval_step(state, batch, key, eval_set.is_ood, fitted))
+            outputs = eval_step.predict(state, batch["input"], key)
+            stats = jax.device_get(eval_step.reduce(outputs, batch, eval_set.is_ood, fitted))
+            if keep is not None:
+                final = apply_posthoc(exp, outputs, fitted) if fitted else outputs
+                keep.add(set_name, eval_set.is_ood, final, batch)
             for view in views:
                 totals[view] = metrics_lib.add_statistics(suite, totals[view], stats[view])
         for view in views:
@@ -688,9 +697,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         bar.close()
         state = finish_training(exp, state, stages, mesh, train_key)
         fitted = posthoc_parameters(exp, state, eval_step, stages, mesh, eval_key, writer)
-        results, curves = evaluate(exp, state, eval_step, eval_key, mesh, fitted)
+        save = exp.evaluation.save_predictions
+        kept = PredictionWriter(exp.dataset.task, mesh) if save else None
+        results, curves = evaluate(exp, state, eval_step, eval_key, mesh, fitted, kept)
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
+        if kept is not None and is_writer:
+            kept.save(workdir)
         writer.write_results(results, curves)
         run_probes(exp, state, eval_key, mesh, workdir, is_writer, fitted)
     finally:
