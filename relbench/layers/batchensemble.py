@@ -84,16 +84,6 @@ def member_factor(factor: jax.Array, ndim: int) -> jax.Array:
     return factor.reshape(factor.shape[:2] + (1,) * (ndim - 3) + factor.shape[2:])
 
 
-def check_rows(inputs: jax.Array, members: int) -> int:
-    """``members``, if the rows of ``inputs`` lay out as that many members."""
-    if inputs.shape[0] % members:
-        raise UsageError(
-            f"a batch of {inputs.shape[0]} rows cannot be laid out as {members} members; "
-            f"use a batch size divisible by ensemble_size={members}"
-        )
-    return members
-
-
 def batchensemble(
     inputs: jax.Array,
     shared: Callable[[jax.Array], jax.Array],
@@ -113,7 +103,12 @@ def batchensemble(
     Returns:
       ``[M * B, ..., N]``.
     """
-    members = check_rows(inputs, alpha.shape[0])
+    members = alpha.shape[0]
+    if inputs.shape[0] % members:
+        raise UsageError(
+            f"a batch of {inputs.shape[0]} rows cannot be laid out as {members} members; "
+            f"use a batch size divisible by ensemble_size={members}"
+        )
     x = split_members(inputs, members)  # [M*B, ..., D] -> [M, B, ..., D]
     x = merge_members(x * member_factor(alpha, x.ndim))
     y = split_members(shared(x), members)  # [M*B, ..., N] -> [M, B, ..., N]
@@ -121,69 +116,6 @@ def batchensemble(
     if bias is not None:
         y = y + member_factor(bias, y.ndim)
     return merge_members(y)  # [M, B, ..., N] -> [M*B, ..., N]
-
-
-@jax.custom_vjp
-def batchensemble_dense(
-    inputs: jax.Array,
-    kernel: jax.Array,
-    alpha: jax.Array,
-    gamma: jax.Array,
-    bias: jax.Array | None,
-) -> jax.Array:
-    """``batchensemble`` of a dense layer, ``(x o alpha_m) W o gamma_m + b_m``, whose
-    gradient costs what a deterministic layer's does.
-
-    The forward pass is ``batchensemble``'s. The gradient takes ``alpha``'s from the
-    per-member kernel gradients ``K_m = X_m^T (G_m o gamma_m)`` (``G`` the output
-    cotangent; together they cost the one kernel gradient of a deterministic layer):
-
-        dW = sum_m alpha_m o K_m,        d alpha_m = sum_n K_m o W,
-
-    instead of from the gradient of the layer's input, so a layer whose input needs no
-    gradient (the first of a network) computes none: the input gradient, the matmul
-    that made BatchEnsemble's step 1.4 times a deterministic one's FLOPs, is dead code
-    there and XLA removes it.
-
-    Args:
-      inputs: ``[M * B, ..., D]`` member-major activations.
-      kernel: ``[D, N]`` the shared kernel.
-      alpha: ``[M, D]``, gamma: ``[M, N]``, bias: ``[M, N]`` or None (per member).
-
-    Returns:
-      ``[M * B, ..., N]``.
-    """
-    return _dense_forward(inputs, kernel, alpha, gamma, bias)[0]
-
-
-def _dense_forward(inputs, kernel, alpha, gamma, bias):
-    members, features = check_rows(inputs, alpha.shape[0]), kernel.shape[-1]
-    x = inputs.reshape(members, -1, inputs.shape[-1])  # [M*B, ..., D] -> [M, R, D]
-    scaled = (x * alpha[:, None]).reshape(-1, x.shape[-1])  # [M, R, D] -> [M*R, D]
-    shared = (scaled @ kernel).reshape(members, -1, features)  # [M*R, N] -> [M, R, N]
-    y = shared * gamma[:, None]
-    if bias is not None:
-        y = y + bias[:, None]
-    out = y.reshape(inputs.shape[:-1] + (features,))  # [M, R, N] -> [M*B, ..., N]
-    return out, (x, kernel, alpha, gamma, shared, bias)
-
-
-def _dense_backward(residuals, cotangent):
-    x, kernel, alpha, gamma, shared, bias = residuals
-    members, input_shape = alpha.shape[0], cotangent.shape[:-1] + x.shape[-1:]
-    g = cotangent.reshape(members, -1, kernel.shape[-1])  # [M*B, ..., N] -> [M, R, N]
-    d_gamma = jnp.sum(shared * g, axis=1)
-    d_bias = None if bias is None else jnp.sum(g, axis=1)
-    g = g * gamma[:, None]
-    per_member = jnp.einsum("mrd,mrn->mdn", x, g)  # K_m: [M, D, N]
-    d_kernel = jnp.einsum("md,mdn->dn", alpha, per_member)
-    d_alpha = jnp.einsum("mdn,dn->md", per_member, kernel)
-    d_scaled = g.reshape(-1, g.shape[-1]) @ kernel.T  # [M*R, D]; dead code at a first layer
-    d_inputs = (d_scaled.reshape(x.shape) * alpha[:, None]).reshape(input_shape)
-    return d_inputs, d_kernel, d_alpha, d_gamma, d_bias
-
-
-batchensemble_dense.defvjp(_dense_forward, _dense_backward)
 
 
 def batchensemble_folded(
@@ -259,12 +191,8 @@ class BatchEnsembleLayer(nn.Module):
         shared, factors = self.shared_layer(), self.factors(inputs)
         # The factors (float32 parameters, or samples of them) in the compute dtype.
         inputs, alpha, gamma, bias = nn.dtypes.promote_dtype(inputs, *factors, dtype=self.dtype)
-        if alpha.ndim == 2 and not self.is_initializing():  # per-member factors
-            if self.fold_alpha:
-                return batchensemble_folded(inputs, shared, alpha, gamma, bias)
-            if isinstance(shared, nn.Dense):
-                kernel = shared.variables["params"]["kernel"].astype(inputs.dtype)
-                return batchensemble_dense(inputs, kernel, alpha, gamma, bias)
+        if self.fold_alpha and alpha.ndim == 2 and not self.is_initializing():
+            return batchensemble_folded(inputs, shared, alpha, gamma, bias)
         return batchensemble(inputs, shared, alpha, gamma, bias)
 
     def factors(self, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
@@ -284,9 +212,7 @@ class BatchEnsembleDense(BatchEnsembleLayer):
     Parameters: ``Dense_0/kernel [D, N]`` (shared), ``alpha [M, D]``, ``gamma [M, N]``,
     ``bias [M, N]``. ``alpha`` scales the activations (``fold_alpha=False``): M batched
     matrix products with M folded kernels are slower on XLA:CPU than one product with
-    the shared kernel. With per-member factors the layer runs ``batchensemble_dense``,
-    whose gradient needs no input gradient for ``alpha``'s: an MLP's BatchEnsemble step
-    then costs the FLOPs of a deterministic step on the tiled batch.
+    the shared kernel.
     """
 
     features: int
