@@ -43,6 +43,7 @@ from relbench import metrics as metrics_lib
 from relbench import models as models_lib
 from relbench import posthoc as posthoc_lib
 from relbench.errors import UsageError
+from relbench.layers import mixed_precision
 from relbench.methods import likelihoods
 from relbench.methods.method import AfterTraining, after_training_sequence, rng_dict
 from relbench.methods.precise_bn import BATCH_STATS, precise_batch_norm
@@ -71,6 +72,7 @@ class LoopSettings:
     model_axis_size: int = 1  # devices that split what the method's partition rules name
     precise_batch_norm: bool = True  # batch norms get population statistics after training
     refit_batches: int = 100  # training batches after-training steps read (<= one epoch)
+    compute_dtype: str = "float32"  # or "bfloat16": parameters stay float32 (mixed precision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +101,11 @@ class Experiment:
     method_config: dict = dataclasses.field(default_factory=dict)  # name and hparams
 
 
-def build_model(config_model: ml_collections.ConfigDict, method, num_classes: int):
-    """The model of ``config.model`` (widths and depths) with the method's layer types."""
+def build_model(
+    config_model: ml_collections.ConfigDict, method, num_classes: int, compute_dtype="float32"
+):
+    """The model of ``config.model`` (widths and depths) with the method's layer types,
+    computing in ``compute_dtype`` (``relbench.layers.mixed_precision``)."""
     kwargs = dict(config_model)
     name = kwargs.pop("name")
     reserved = sorted(set(kwargs) & {"layers", "num_classes"})
@@ -110,6 +115,7 @@ def build_model(config_model: ml_collections.ConfigDict, method, num_classes: in
             "from config.model (set it through config.method or config.dataset)"
         )
     layers = method.layers(models_lib.default_layers(name))
+    layers = dataclasses.replace(layers, dtype=mixed_precision.compute_dtype(compute_dtype))
     return models_lib.make(name, **kwargs, layers=layers, num_classes=num_classes)
 
 
@@ -157,7 +163,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             "the likelihood; remove it"
         )
     method = methods_lib.make(likelihood=likelihood, **config.method)
-    model = build_model(config.model, method, dataset.num_classes)
+    model = build_model(config.model, method, dataset.num_classes, settings.compute_dtype)
     total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
     optimizer = method.optimizer(
         optimizers.make(total_steps=total_steps, decay_mask=method.decay_mask, **config.optimizer),
