@@ -7,6 +7,7 @@
     relbench launch --processes N [--devices-per-process D] -- TRAIN_OPTIONS
     relbench sweep --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir ROOT
     relbench active-learn --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
+    relbench evaluate-predictions FILE.npz --out DIR   (any model's outputs: train.predictions)
 
 ``launch`` runs one multi-process ``train`` on this machine (relbench/launch/local.py);
 ``sweep`` runs every trial of the config's ``sweep()`` (relbench/sweeps/runner.py);
@@ -146,6 +147,30 @@ def _eval(args: list[str]) -> None:
         print(f"results written to {workdir}/results.json")
 
 
+def _evaluate_predictions(args: list[str]) -> None:
+    parser = _Parser(prog="relbench evaluate-predictions")
+    parser.add_argument("file", metavar="FILE.npz")
+    parser.add_argument("--out", required=True, help="write results.json and curves.json here")
+    parser.add_argument("--batch-size", "--batch_size", type=int, default=512)
+    parser.add_argument("--ood-reference", "--ood_reference", default="test")
+    parser.add_argument("--dataset", default="predictions", help="the report's dataset name")
+    parser.add_argument("--model", default="external", help="the report's model name")
+    parser.add_argument("--method", help="the report's method name (default: FILE's stem)")
+    options = parser.parse_args(args)
+    from relbench.train.evaluation import headline_results
+    from relbench.train.predictions import write_evaluation
+    from relbench.train.writers import results_table
+
+    names = {"dataset": options.dataset, "model": options.model}
+    if options.method:
+        names["method"] = options.method
+    results = write_evaluation(
+        options.file, options.out, options.batch_size, options.ood_reference, names
+    )
+    print(results_table(headline_results(results)))
+    print(f"results written to {options.out}/results.json")
+
+
 def _benchmark(args: list[str]) -> None:
     parser = _Parser(prog="relbench benchmark")
     parser.add_argument("--workdir", required=True)
@@ -214,6 +239,7 @@ COMMANDS = {
     "launch": _launch,
     "sweep": _sweep,
     "active-learn": _active_learn,
+    "evaluate-predictions": _evaluate_predictions,
 }
 
 

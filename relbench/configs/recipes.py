@@ -141,3 +141,44 @@ def cifar_wrn28_10(
         smoke_train_settings(config, steps=2, batch=16)
     config.lock()
     return config
+
+
+def user_files_config(dataset: str, model: dict, arg: str | None) -> ml_collections.ConfigDict:
+    """The config of ``experiments/user_data/*.py``: a dataset of the user's files
+    (``relbench.data.files``, every field settable from the command line), ``model``,
+    adam, 20 epochs of batch 128; ``smoke``: 2 epochs of batch 16.
+
+    These configs live apart from ``experiments/*.py``, whose every file x method the
+    config tests build and train: they need the user's files to build."""
+    from relbench.configs import (
+        dataset_config,
+        evaluation_config,
+        optimizer_config,
+        parse_arg,
+        posthoc_hparams_config,
+        set_method,
+        train_config,
+    )
+
+    options = parse_arg(arg)
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dataset = dataset_config(dataset)
+    config.model = ml_collections.ConfigDict(model)
+    config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
+    config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
+    config.posthoc_hparams = posthoc_hparams_config()
+    config.train = train_config(
+        global_batch_size=128, num_epochs=20.0, log_every_steps=50, eval_batch_size=512
+    )
+    # shift_suite (e.g. "my_c") corrupts the test set; ood_reference pools OOD sets with it.
+    config.evaluation = evaluation_config(shift_suite="")
+    set_method(config, options.method, {})
+    if options.smoke:
+        config.train.num_epochs = 2.0
+        config.train.global_batch_size = 16
+        config.train.eval_batch_size = 32
+        config.train.log_every_steps = 2
+        config.train.checkpoint_every_steps = 1000
+    config.lock()
+    return config

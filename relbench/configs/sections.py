@@ -140,3 +140,17 @@ def train_config(
     if smoke:
         settings.update(SMOKE_TRAIN, num_epochs=smoke_epochs)
     return ml_collections.ConfigDict({**fields, **settings})
+
+
+def dataset_config(name: str, **overrides) -> ml_collections.ConfigDict:
+    """``config.dataset``: the dataset's name and every keyword argument of its factory
+    (the factory's defaults, then ``overrides``), so each can be set from the command
+    line: ``--config.dataset.path=data.npz``."""
+    from relbench import data as data_lib
+
+    parameters = inspect.signature(data_lib.DATASETS.get(name)).parameters
+    fields = {n: p.default for n, p in parameters.items() if p.default is not p.empty}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise UsageError(f"dataset '{name}' has no setting '{unknown[0]}'")
+    return ml_collections.ConfigDict({"name": name, **fields, **overrides})

@@ -4,13 +4,18 @@ Embedded sets (``two_moons``, ``digits``, ``noisy_digits``, ``diabetes``,
 ``heteroscedastic_toy``, ``multilabel_toy``, the group-shifted ``colored_digits``), the
 TFDS catalogue (``mnist``,
 ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn_cropped``, ``imagenet2012``; any
-other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``.
+other TFDS image dataset through ``tfds`` with ``tfds_name``) and ``clinc_oos``; the
+user's own files: ``arrays`` and ``table`` (``data.files``), ``image_folder``
+(``data.image_folders``). ``register(name, factory)`` adds a dataset; installed plugins
+join through the ``relbench.datasets`` entry points (``relbench.registry``).
 """
 
 from __future__ import annotations
 
 from relbench.data.embedded import digits, two_moons
+from relbench.data.files import arrays, table
 from relbench.data.groups import colored_digits
+from relbench.data.image_folders import image_folder
 from relbench.data.label_noise import noisy_digits
 from relbench.data.multilabel import multilabel_toy
 from relbench.data.multirater import cifar10h, multirater_digits
@@ -49,9 +54,14 @@ DATASETS = Registry(
         "multirater_digits": multirater_digits,
         "cifar10h": cifar10h,
         **{name: preset_factory(name) for name in PRESETS},
+        "arrays": arrays,
+        "image_folder": image_folder,
+        "table": table,
     },
+    entry_points="relbench.datasets",
 )
 make = DATASETS.make
+register = DATASETS.register
 
 __all__ = [
     "ArraySource",
@@ -65,5 +75,6 @@ __all__ = [
     "TrainBatches",
     "eval_batches",
     "make",
+    "register",
     "train_iterator",
 ]

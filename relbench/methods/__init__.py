@@ -42,7 +42,9 @@ METHODS = Registry(
         "heteroscedastic": heteroscedastic.make,
         "swag": swag.make,
     },
+    entry_points="relbench.methods",
 )
+register = METHODS.register
 
 #: (method, likelihood) pairings without a meaning, and why: the one list of refusals.
 UNDEFINED = {
@@ -77,4 +79,4 @@ def hyperparameters(name: str) -> dict[str, Any]:
     return {n: p.default for n, p in parameters.items() if n != "likelihood"}
 
 
-__all__ = ["METHODS", "UNDEFINED", "Method", "hyperparameters", "make"]
+__all__ = ["METHODS", "UNDEFINED", "Method", "hyperparameters", "make", "register"]

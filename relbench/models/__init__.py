@@ -29,8 +29,10 @@ MODELS = Registry(
         "vit": VisionTransformer,
         "lstm": LSTMClassifier,
     },
+    entry_points="relbench.models",
 )
 make = MODELS.make
+register = MODELS.register
 
 
 def default_layers(name: str) -> LayerTypes:
@@ -52,4 +54,5 @@ __all__ = [
     "WideResNet",
     "default_layers",
     "make",
+    "register",
 ]

@@ -29,7 +29,8 @@ p.note { color: #555; max-width: 60em; }
 """
 
 CONVENTIONS = (
-    "Mean ± sample std over seeds (runs sharing a config up to its seed); best mean in "
+    "Mean ± sample std over seeds and data splits (runs sharing a config up to its seed "
+    "and dataset.split_seed); best mean in "
     "bold. Metrics are on the in-distribution test set unless a column names a set. OOD "
     "sets are pooled with the test set and OOD is the positive class; the headline OOD "
     f"score is the predictive {leaderboard.HEADLINE_SCORE}. cAcc/cNLL/cECE average over "

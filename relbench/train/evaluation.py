@@ -51,6 +51,8 @@ class EvaluationSettings:
       corruption_seed: the seed of the corruptions' random draws.
       tfds_corrupted: a TFDS corruption dataset used where prepared; empty for none.
       tfds_data_dir: where it is prepared; empty for TFDS's default.
+      save_predictions: also write every set's member outputs, labels and OOD flags to
+        ``predictions.npz`` (``relbench evaluate-predictions`` reads it back).
     """
 
     ood_reference: str = "test"
@@ -61,6 +63,7 @@ class EvaluationSettings:
     corruption_seed: int = 0
     tfds_corrupted: str = ""
     tfds_data_dir: str = ""
+    save_predictions: bool = False
 
 
 TFDS_CORRUPTION_NAMES = {"jpeg": "jpeg_compression"}  # native name -> TFDS config prefix
