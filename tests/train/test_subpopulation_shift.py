@@ -38,7 +38,7 @@ def test_reweighting_narrows_the_worst_group_gap_of_erm(tmp_path):
         assert r["worst_group_accuracy"] == min(groups)
         assert r["worst_group_ece"] == max(r[f"ece/group_{g}"] for g in range(4))
     # Measured (seed 0, 2 smoke epochs): ERM 0.52 average, 0.00 worst group; reweighted
-    # 0.70 average, 0.49 worst group (printed by the assertion messages below).
+    # 0.69 average, 0.38 worst group.
     erm_gap = erm["accuracy"] - erm["worst_group_accuracy"]
     assert erm_gap > 0.3, erm
     assert reweighted["accuracy"] - reweighted["worst_group_accuracy"] < erm_gap - 0.15
