@@ -6,10 +6,13 @@
     relbench benchmark --workdir DIR     (every method on the embedded sets, then a report)
     relbench launch --processes N [--devices-per-process D] -- TRAIN_OPTIONS
     relbench sweep --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir ROOT
+    relbench active-learn --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
     relbench evaluate-predictions FILE.npz --out DIR   (any model's outputs: train.predictions)
 
 ``launch`` runs one multi-process ``train`` on this machine (relbench/launch/local.py);
-``sweep`` runs every trial of the config's ``sweep()`` (relbench/sweeps/runner.py).
+``sweep`` runs every trial of the config's ``sweep()`` (relbench/sweeps/runner.py);
+``active-learn`` runs the pool-based loop of ``config.active_learning``
+(relbench/tasks/active_learning.py).
 
 Overrides use ml_collections' syntax (``--config.optimizer.learning_rate=0.01``); a
 value is read as a Python literal, else as a string. A mistake the user can fix
@@ -214,6 +217,20 @@ def _sweep(args: list[str]) -> None:
     sys.exit(runner.run_sweep(spec, overrides, options.workdir, options.parallel))
 
 
+def _active_learn(args: list[str]) -> None:
+    config, rest = config_from_args(args)
+    parser = _Parser(prog="relbench active-learn")
+    parser.add_argument("--workdir", required=True)
+    options = parser.parse_args(rest)
+    from relbench.tasks.active_learning import active_learn
+
+    _quiet_logs()
+    curve = active_learn(config, options.workdir)
+    for size, accuracy in zip(curve["num_labels"], curve["accuracy"], strict=True):
+        print(f"{size:6d} labels: accuracy {accuracy:.4f}")
+    print(f"learning curve written to {options.workdir}/learning_curve.json")
+
+
 COMMANDS = {
     "train": _train,
     "eval": _eval,
@@ -221,6 +238,7 @@ COMMANDS = {
     "benchmark": _benchmark,
     "launch": _launch,
     "sweep": _sweep,
+    "active-learn": _active_learn,
     "evaluate-predictions": _evaluate_predictions,
 }
 

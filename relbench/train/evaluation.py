@@ -7,7 +7,8 @@ severity of one in-distribution set (``relbench.data.corruptions``), named
 
 * each OOD set is pooled with the in-distribution reference set (``ood_reference``) for
   the detection metrics (``relbench.metrics.ood``: AUROC, AUPR-in, AUPR-out, FPR@95 per
-  uncertainty score, OOD the positive class);
+  uncertainty score, OOD the positive class) and the open-set recognition metrics
+  (``relbench.metrics.open_set``: closed-set accuracy, OSCR and its curve);
 * where ``tfds_corrupted`` names a prepared TFDS corruption dataset (e.g.
   ``"cifar10_corrupted"``), its ``{corruption}_{severity}`` configs replace the native
   corruptions of the same name (``jpeg`` is TFDS's ``jpeg_compression``); a config that
@@ -32,7 +33,7 @@ from relbench import data as data_lib
 from relbench import metrics as metrics_lib
 from relbench.data import corruptions as corruptions_lib
 from relbench.errors import UsageError
-from relbench.metrics import ood
+from relbench.metrics import ood, open_set
 
 FAMILY_AGGREGATES = {"cAcc": "accuracy", "cNLL": "nll", "cECE": "ece", "cBrier": "brier"}
 
@@ -132,6 +133,13 @@ class SetTotals:
                 return metrics_lib.streaming.combined(metric, totals)
         return None
 
+    def correctness(self) -> np.ndarray | None:
+        """The per-example correctness, if the suite collects it (in-distribution sets)."""
+        for metric, totals in zip(self.suite, self.totals, strict=True):
+            if metric is metrics_lib.SELECTIVE_PREDICTION:
+                return metrics_lib.streaming.combined(metric, totals)["correct"]
+        return None
+
 
 def summarize(
     evaluated: Mapping[str, SetTotals], settings: EvaluationSettings
@@ -141,11 +149,16 @@ def summarize(
     curves = {n: metrics_lib.curves(s.suite, s.totals) for n, s in evaluated.items()}
     reference = evaluated.get(settings.ood_reference)
     reference_scores = reference.scores() if reference is not None else None
+    reference_correct = reference.correctness() if reference is not None else None
     for name, entry in evaluated.items():
         out_scores = entry.scores()
         if entry.is_ood and reference_scores is not None and out_scores is not None:
             results[name].update(ood.detection_results(reference_scores, out_scores))
             curves[name].update(ood.score_histograms(reference_scores, out_scores))
+            if reference_correct is not None:
+                known = (reference_scores, reference_correct, out_scores)
+                results[name].update(open_set.open_set_results(*known))
+                curves[name].update(open_set.open_set_curves(*known))
     results.update(family_aggregates(results))
     return results, curves
 
@@ -178,6 +191,7 @@ HEADLINE = (
     "aupr_in/entropy",
     "aupr_out/entropy",
     "fpr95/entropy",
+    "oscr",
     *FAMILY_AGGREGATES,
     "soft_nll",
     "rmse",

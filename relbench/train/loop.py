@@ -51,6 +51,7 @@ from relbench.registry import check_kwargs
 from relbench.train import determinism, evaluation, optimizers, sharding
 from relbench.train.checkpoints import Checkpoints, Stages
 from relbench.train.evaluation import EvaluationSettings
+from relbench.train.init_from import InitFrom, frozen_optimizer, start_from_checkpoint
 from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
 from relbench.train.writers import PredictionWriter, RunWriter, progress_bar
@@ -99,6 +100,7 @@ class Experiment:
     evaluation: EvaluationSettings = EvaluationSettings()
     posthoc: tuple[PosthocEntry, ...] = ()
     method_config: dict = dataclasses.field(default_factory=dict)  # name and hparams
+    init_from: InitFrom = InitFrom()
 
 
 def build_model(
@@ -165,8 +167,16 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     method = methods_lib.make(likelihood=likelihood, **config.method)
     model = build_model(config.model, method, dataset.num_classes, settings.compute_dtype)
     total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
+    init_from = dict(config.init_from) if "init_from" in config else {}  # adaptation
+    check_kwargs(InitFrom, init_from, "config.init_from", "init_from")
+    init_from = InitFrom(**init_from)
     optimizer = method.optimizer(
-        optimizers.make(total_steps=total_steps, decay_mask=method.decay_mask, **config.optimizer),
+        frozen_optimizer(
+            optimizers.make(
+                total_steps=total_steps, decay_mask=method.decay_mask, **config.optimizer
+            ),
+            init_from.freeze,
+        ),
         total_steps,
     )
     # A config without an evaluation suite evaluates the dataset's own sets only.
@@ -184,6 +194,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         EvaluationSettings(**evaluation_kwargs),
         build_posthoc(config, dataset),
         config.method.to_dict(),
+        init_from,
     )
 
 
@@ -301,6 +312,7 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
                 mask=labels["mask"],
                 extras=extras,
                 soft_labels=labels.get("soft_label"),
+                groups=labels.get("group"),
             )
             return metrics_lib.batch_statistics(suite, predictions)
 
@@ -641,6 +653,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     start = checkpoints.latest_step()
     if start is None:
         state = jax.jit(initialize, out_shardings=state_sharding)(init_key)
+        if exp.init_from.path:
+            state = start_from_checkpoint(exp.init_from, state, exp.optimizer, state_sharding)
         start = 0
     else:
         abstract = jax.tree.map(
