@@ -36,11 +36,10 @@ from flax import nnx
 from relbench import layers as L
 from relbench import nnx as N
 from relbench.layers import variational as V
-from relbench.nnx.model import STREAMS
-
 from relbench.layers.gaussian_process import LAPLACE, RandomFeatureGaussianProcess
 from relbench.layers.heads import DenseHead
 from relbench.layers.spectral_norm import SPECTRAL_STATS, SpectralNormConv, SpectralNormDense
+from relbench.nnx.model import STREAMS
 
 SIZES = {
     # batch, features in, classes, dense width, conv image side, conv channels
@@ -109,43 +108,91 @@ def nnx_cases(size: dict) -> list[tuple[Case, Case]]:
     spectral = {"norm_bound": 0.95}
     het = {"num_factors": 4, "train_mc_samples": 32}
     table = [  # name, Linen module, its step options, NNX constructor, inputs
-        ("SpectralNormDense", L.SpectralNormDense(w, **spectral), {"mutable": (SPECTRAL_STATS,)},
-         lambda r: N.SpectralNormDense(w, w, **spectral, rngs=r), features),
-        ("SpectralNormConv", L.SpectralNormConv(c, (3, 3), **spectral),
-         {"mutable": (SPECTRAL_STATS,)},
-         lambda r: N.SpectralNormConv(c, c, (3, 3), input_size=image_size, **spectral, rngs=r),
-         images),
-        ("RandomFeatureGaussianProcess F=1024", RandomFeatureGaussianProcess(k, 1024),
-         {"mutable": (LAPLACE,)},
-         lambda r: N.RandomFeatureGaussianProcess(w, k, num_features=1024, rngs=r), features),
-        ("BatchEnsembleDense M=4", L.BatchEnsembleDense(w, ensemble_size=m),
-         {"takes_train": False}, lambda r: N.BatchEnsembleDense(w, w, ensemble_size=m, rngs=r),
-         features),
-        ("BatchEnsembleConv M=4", L.BatchEnsembleConv(c, (3, 3), ensemble_size=m),
-         {"takes_train": False},
-         lambda r: N.BatchEnsembleConv(c, c, (3, 3), ensemble_size=m, rngs=r), images),
-        ("Rank1Dense M=4", L.Rank1Dense(w, ensemble_size=m),
-         {"takes_train": False, "mutable": ("kl_divergence",), "streams": ("rank1",)},
-         lambda r: N.Rank1Dense(w, w, ensemble_size=m, rngs=r), features),
-        ("Rank1Conv M=4", L.Rank1Conv(c, (3, 3), ensemble_size=m),
-         {"takes_train": False, "mutable": ("kl_divergence",), "streams": ("rank1",)},
-         lambda r: N.Rank1Conv(c, c, (3, 3), ensemble_size=m, rngs=r), images),
-        ("DenseReparameterization", V.DenseReparameterization(w),
-         {"takes_train": False, "mutable": ("losses",), "streams": ("variational",)},
-         lambda r: N.DenseReparameterization(w, w, rngs=r), features),
-        ("DenseFlipout", V.DenseFlipout(w),
-         {"takes_train": False, "mutable": ("losses",), "streams": ("variational",)},
-         lambda r: N.DenseFlipout(w, w, rngs=r), features),
-        ("ConvFlipout", V.ConvFlipout(c, (3, 3)),
-         {"takes_train": False, "mutable": ("losses",), "streams": ("variational",)},
-         lambda r: N.ConvFlipout(c, c, (3, 3), rngs=r), images),
-        ("HeteroscedasticHead R=4 S=32", L.HeteroscedasticHead(k, **het),
-         {"streams": ("heteroscedastic",)},
-         lambda r: N.HeteroscedasticHead(w, k, **het, rngs=r), features),
-        ("GaussianHead", L.GaussianHead(k), {}, lambda r: N.GaussianHead(w, k, rngs=r),
-         features),
-        ("MCDropout 0.1", L.MCDropout(0.1), {"takes_train": False, "streams": ("dropout",)},
-         lambda r: N.MCDropout(0.1, rngs=r), features),
+        (
+            "SpectralNormDense",
+            L.SpectralNormDense(w, **spectral),
+            {"mutable": (SPECTRAL_STATS,)},
+            lambda r: N.SpectralNormDense(w, w, **spectral, rngs=r),
+            features,
+        ),
+        (
+            "SpectralNormConv",
+            L.SpectralNormConv(c, (3, 3), **spectral),
+            {"mutable": (SPECTRAL_STATS,)},
+            lambda r: N.SpectralNormConv(c, c, (3, 3), input_size=image_size, **spectral, rngs=r),
+            images,
+        ),
+        (
+            "RandomFeatureGaussianProcess F=1024",
+            RandomFeatureGaussianProcess(k, 1024),
+            {"mutable": (LAPLACE,)},
+            lambda r: N.RandomFeatureGaussianProcess(w, k, num_features=1024, rngs=r),
+            features,
+        ),
+        (
+            "BatchEnsembleDense M=4",
+            L.BatchEnsembleDense(w, ensemble_size=m),
+            {"takes_train": False},
+            lambda r: N.BatchEnsembleDense(w, w, ensemble_size=m, rngs=r),
+            features,
+        ),
+        (
+            "BatchEnsembleConv M=4",
+            L.BatchEnsembleConv(c, (3, 3), ensemble_size=m),
+            {"takes_train": False},
+            lambda r: N.BatchEnsembleConv(c, c, (3, 3), ensemble_size=m, rngs=r),
+            images,
+        ),
+        (
+            "Rank1Dense M=4",
+            L.Rank1Dense(w, ensemble_size=m),
+            {"takes_train": False, "mutable": ("kl_divergence",), "streams": ("rank1",)},
+            lambda r: N.Rank1Dense(w, w, ensemble_size=m, rngs=r),
+            features,
+        ),
+        (
+            "Rank1Conv M=4",
+            L.Rank1Conv(c, (3, 3), ensemble_size=m),
+            {"takes_train": False, "mutable": ("kl_divergence",), "streams": ("rank1",)},
+            lambda r: N.Rank1Conv(c, c, (3, 3), ensemble_size=m, rngs=r),
+            images,
+        ),
+        (
+            "DenseReparameterization",
+            V.DenseReparameterization(w),
+            {"takes_train": False, "mutable": ("losses",), "streams": ("variational",)},
+            lambda r: N.DenseReparameterization(w, w, rngs=r),
+            features,
+        ),
+        (
+            "DenseFlipout",
+            V.DenseFlipout(w),
+            {"takes_train": False, "mutable": ("losses",), "streams": ("variational",)},
+            lambda r: N.DenseFlipout(w, w, rngs=r),
+            features,
+        ),
+        (
+            "ConvFlipout",
+            V.ConvFlipout(c, (3, 3)),
+            {"takes_train": False, "mutable": ("losses",), "streams": ("variational",)},
+            lambda r: N.ConvFlipout(c, c, (3, 3), rngs=r),
+            images,
+        ),
+        (
+            "HeteroscedasticHead R=4 S=32",
+            L.HeteroscedasticHead(k, **het),
+            {"streams": ("heteroscedastic",)},
+            lambda r: N.HeteroscedasticHead(w, k, **het, rngs=r),
+            features,
+        ),
+        ("GaussianHead", L.GaussianHead(k), {}, lambda r: N.GaussianHead(w, k, rngs=r), features),
+        (
+            "MCDropout 0.1",
+            L.MCDropout(0.1),
+            {"takes_train": False, "streams": ("dropout",)},
+            lambda r: N.MCDropout(0.1, rngs=r),
+            features,
+        ),
     ]
     return [
         (

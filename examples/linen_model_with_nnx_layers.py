@@ -48,8 +48,12 @@ class LinenSNGP(nn.Module):
         head = bridge.ToLinen(
             rnnx.RandomFeatureGaussianProcess,
             args=(self.hidden, self.num_classes),
-            kwargs={"num_features": 128, "normalize_input": True, "kernel_scale": 8.0,
-                    "deterministic": not train},
+            kwargs={
+                "num_features": 128,
+                "normalize_input": True,
+                "kernel_scale": 8.0,
+                "deterministic": not train,
+            },
             name="head",
         )
         return head(x)

@@ -71,6 +71,10 @@ class NNXMLP(NNXModel):
 
     def build(self, input_shape: tuple[int, ...], rngs: nnx.Rngs) -> MLPNetwork:
         return MLPNetwork(
-            math.prod(input_shape), self.num_classes, tuple(self.hidden_sizes),
-            self.activation, self.layers, rngs=rngs,
+            math.prod(input_shape),
+            self.num_classes,
+            tuple(self.hidden_sizes),
+            self.activation,
+            self.layers,
+            rngs=rngs,
         )

@@ -16,6 +16,7 @@ import jax
 from flax import nnx
 
 from relbench.layers.batchensemble import batchensemble, random_sign_init
+from relbench.nnx.initializers import LECUN_NORMAL
 
 Initializer = Callable[..., jax.Array]
 
@@ -27,8 +28,9 @@ class BatchEnsembleLayer(nnx.Module):
     ``factors``.
     """
 
-    def _factors(self, in_features, out_features, ensemble_size, use_bias, bias_init,
-                 fast_weight_init, rngs):
+    def _factors(
+        self, in_features, out_features, ensemble_size, use_bias, bias_init, fast_weight_init, rngs
+    ):
         self.ensemble_size = ensemble_size
         self.alpha = nnx.Param(fast_weight_init(rngs.params(), (ensemble_size, in_features)))
         self.gamma = nnx.Param(fast_weight_init(rngs.params(), (ensemble_size, out_features)))
@@ -56,7 +58,7 @@ class BatchEnsembleDense(BatchEnsembleLayer):
         *,
         ensemble_size: int = 4,
         use_bias: bool = True,
-        kernel_init: Initializer = nnx.initializers.lecun_normal(),
+        kernel_init: Initializer = LECUN_NORMAL,
         bias_init: Initializer = nnx.initializers.zeros,
         fast_weight_init: Initializer = random_sign_init,
         rngs: nnx.Rngs,
@@ -64,8 +66,9 @@ class BatchEnsembleDense(BatchEnsembleLayer):
         self.shared = nnx.Linear(
             in_features, out_features, use_bias=False, kernel_init=kernel_init, rngs=rngs
         )
-        self._factors(in_features, out_features, ensemble_size, use_bias, bias_init,
-                      fast_weight_init, rngs)
+        self._factors(
+            in_features, out_features, ensemble_size, use_bias, bias_init, fast_weight_init, rngs
+        )
 
 
 class BatchEnsembleConv(BatchEnsembleLayer):
@@ -81,7 +84,7 @@ class BatchEnsembleConv(BatchEnsembleLayer):
         padding: Any = "SAME",
         ensemble_size: int = 4,
         use_bias: bool = True,
-        kernel_init: Initializer = nnx.initializers.lecun_normal(),
+        kernel_init: Initializer = LECUN_NORMAL,
         bias_init: Initializer = nnx.initializers.zeros,
         fast_weight_init: Initializer = random_sign_init,
         rngs: nnx.Rngs,
@@ -96,5 +99,6 @@ class BatchEnsembleConv(BatchEnsembleLayer):
             kernel_init=kernel_init,
             rngs=rngs,
         )
-        self._factors(in_features, out_features, ensemble_size, use_bias, bias_init,
-                      fast_weight_init, rngs)
+        self._factors(
+            in_features, out_features, ensemble_size, use_bias, bias_init, fast_weight_init, rngs
+        )

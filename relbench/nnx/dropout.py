@@ -17,8 +17,9 @@ class MCDropout(nnx.Module):
     from the call's ``rngs``.
     """
 
-    def __init__(self, rate: float, *, rng_collection: str = "dropout",
-                 rngs: nnx.Rngs | None = None):
+    def __init__(
+        self, rate: float, *, rng_collection: str = "dropout", rngs: nnx.Rngs | None = None
+    ):
         self.rate, self.rng_collection = rate, rng_collection
         self.rngs = fork_stream(rngs, rng_collection)
 

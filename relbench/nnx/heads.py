@@ -14,8 +14,9 @@ class DenseHead(nnx.Module):
     ``dense`` is the NNX dense type, ``dense(in_features, out_features, rngs=rngs)``.
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, dense: Any = nnx.Linear,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, in_features: int, num_classes: int, *, dense: Any = nnx.Linear, rngs: nnx.Rngs
+    ):
         self.dense = dense(in_features, num_classes, rngs=rngs)
 
     def __call__(self, features: jax.Array) -> tuple[jax.Array, dict]:

@@ -104,4 +104,3 @@ class NNXModel:
         new = collections(nnx.state(model, nnx.Not(nnx.RngState)))
         names = [n for n in new if n != "params"] if mutable is True else list(mutable)
         return outputs, {name: new[name] for name in names if name in new}
-

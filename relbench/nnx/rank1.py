@@ -59,9 +59,16 @@ class Rank1Factors:
 def _rank1_init(layer_init):
     """The BatchEnsemble constructor plus the rank-1 arguments (keyword-only)."""
 
-    def __init__(self, *args, posterior: str = "gaussian", prior_scale: float = 1.0,
-                 posterior_scale_init: float = 0.01, deterministic: bool = False,
-                 rngs: nnx.Rngs, **kwargs):
+    def __init__(
+        self,
+        *args,
+        posterior: str = "gaussian",
+        prior_scale: float = 1.0,
+        posterior_scale_init: float = 0.01,
+        deterministic: bool = False,
+        rngs: nnx.Rngs,
+        **kwargs,
+    ):
         layer_init(self, *args, rngs=rngs, **kwargs)
         self._rank1(posterior, prior_scale, posterior_scale_init, deterministic, rngs)
 

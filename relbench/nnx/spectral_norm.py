@@ -27,20 +27,44 @@ from relbench.layers.spectral_norm import (
     spectral_norm_estimate,
 )
 from relbench.layers.state_types import SpectralStats
+from relbench.nnx.initializers import LECUN_NORMAL, ZEROS
 
 Initializer = Callable[..., jax.Array]
+
+#: The constructor arguments dense and conv pass on to ``_SpectralNormLayer._setup``.
+SHARED = (
+    "use_bias",
+    "norm_bound",
+    "num_iterations",
+    "deterministic",
+    "kernel_init",
+    "bias_init",
+    "rngs",
+)
 
 
 class _SpectralNormLayer(nnx.Module):
     """What dense and conv share: the kernel, bias, ``u`` and the bounded kernel."""
 
-    def _setup(self, kernel_shape, output_shape, use_bias, bias_shape, norm_bound,
-               num_iterations, deterministic, kernel_init, bias_init, rngs):
+    def _setup(
+        self,
+        kernel_shape: tuple[int, ...],
+        output_shape: tuple[int, ...],
+        *,
+        use_bias,
+        norm_bound,
+        num_iterations,
+        deterministic,
+        kernel_init,
+        bias_init,
+        rngs,
+    ):
+        """The variables, from the constructor's arguments named in ``SHARED``."""
         check_settings(norm_bound, num_iterations)
         self.norm_bound, self.num_iterations = norm_bound, num_iterations
         self.deterministic = deterministic
         self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape))
-        self.bias = nnx.Param(bias_init(rngs.params(), bias_shape)) if use_bias else None
+        self.bias = nnx.Param(bias_init(rngs.params(), kernel_shape[-1:])) if use_bias else None
         self.u = SpectralStats(_normalize(jax.random.normal(rngs.params(), output_shape)))
 
     def bounded_kernel(self, operator, input_like: jax.ShapeDtypeStruct) -> jax.Array:
@@ -78,13 +102,15 @@ class SpectralNormDense(_SpectralNormLayer):
         norm_bound: float = 1.0,
         num_iterations: int = 1,
         deterministic: bool = False,
-        kernel_init: Initializer = nnx.initializers.lecun_normal(),
-        bias_init: Initializer = nnx.initializers.zeros_init(),
+        kernel_init: Initializer = LECUN_NORMAL,
+        bias_init: Initializer = ZEROS,
         rngs: nnx.Rngs,
     ):
         self.in_features = in_features
-        self._setup((in_features, out_features), (1, out_features), use_bias, (out_features,),
-                    norm_bound, num_iterations, deterministic, kernel_init, bias_init, rngs)
+        arguments = locals()
+        self._setup(
+            (in_features, out_features), (1, out_features), **{k: arguments[k] for k in SHARED}
+        )
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         example = jax.ShapeDtypeStruct((1, self.in_features), self.kernel.dtype)
@@ -120,10 +146,11 @@ class SpectralNormConv(_SpectralNormLayer):
         norm_bound: float = 1.0,
         num_iterations: int = 1,
         deterministic: bool = False,
-        kernel_init: Initializer = nnx.initializers.lecun_normal(),
-        bias_init: Initializer = nnx.initializers.zeros_init(),
+        kernel_init: Initializer = LECUN_NORMAL,
+        bias_init: Initializer = ZEROS,
         rngs: nnx.Rngs,
     ):
+        arguments = locals()
         kernel_size = tuple(kernel_size)
         rank = len(kernel_size)
         if len(tuple(input_size)) != rank:
@@ -145,8 +172,7 @@ class SpectralNormConv(_SpectralNormLayer):
         example = jax.ShapeDtypeStruct(self.example_shape, jnp.float32)
         kernel_like = jax.ShapeDtypeStruct(kernel_shape, jnp.float32)
         output_shape = jax.eval_shape(self.conv, example, kernel_like).shape
-        self._setup(kernel_shape, output_shape, use_bias, (out_features,), norm_bound,
-                    num_iterations, deterministic, kernel_init, bias_init, rngs)
+        self._setup(kernel_shape, output_shape, **{k: arguments[k] for k in SHARED})
 
     def conv(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
         return lax.conv_general_dilated(
@@ -161,9 +187,10 @@ class SpectralNormConv(_SpectralNormLayer):
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         if inputs.shape[1:] != self.example_shape[1:]:
+            expected = ", ".join(map(str, self.example_shape[1:]))
             raise UsageError(
-                f"SpectralNormConv was built for inputs [N, {', '.join(map(str, self.example_shape[1:]))}]"
-                f" (input_size, in_features), got shape {inputs.shape}"
+                f"SpectralNormConv was built for inputs [N, {expected}] (input_size, "
+                f"in_features), got shape {inputs.shape}; build it with this input_size"
             )
         example = jax.ShapeDtypeStruct(self.example_shape, self.kernel.dtype)
         return self.add_bias(self.conv(inputs, self.bounded_kernel(self.conv, example)))

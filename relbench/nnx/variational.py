@@ -22,6 +22,7 @@ from flax import nnx
 
 from relbench.layers import variational as core
 from relbench.layers.state_types import VariationalKL
+from relbench.nnx.initializers import ZEROS
 from relbench.nnx.rngs import RngsArg, draw_key, fork_stream
 
 Array = jax.Array
@@ -31,13 +32,23 @@ Initializer = Callable[..., Array]
 class _Variational(nnx.Module):
     """The posterior parameters, the KL variable and the stream, shared by every layer."""
 
-    def _posterior(self, spec: core.VariationalSpec, kernel_shape, use_bias, bias_shape,
-                   bias_init, use_posterior_mean, rngs):
+    def _posterior(
+        self,
+        spec: core.VariationalSpec,
+        kernel_shape,
+        use_bias,
+        bias_shape,
+        bias_init,
+        use_posterior_mean,
+        rngs,
+    ):
         self.spec, self.use_posterior_mean = spec, use_posterior_mean
         self.kernel_loc = nnx.Param(spec.kernel_init(rngs.params(), kernel_shape, jnp.float32))
         raw_init = core.raw_scale_init(spec.stddev_init)
         self.kernel_raw_scale = nnx.Param(raw_init(rngs.params(), kernel_shape, jnp.float32))
-        self.bias = nnx.Param(bias_init(rngs.params(), bias_shape, jnp.float32)) if use_bias else None
+        self.bias = (
+            nnx.Param(bias_init(rngs.params(), bias_shape, jnp.float32)) if use_bias else None
+        )
         self.kl = VariationalKL(jnp.zeros(()))
         self.rngs = fork_stream(rngs, spec.rng_stream)
 
@@ -58,7 +69,12 @@ class _Variational(nnx.Module):
             perturbation = core.gaussian_perturbation(noise_key, scale)
             self._record_kl(loc, scale, loc + perturbation)
             y = core.estimate(
-                self.spec.estimator, apply_kernel, inputs, loc, perturbation, sign_key,
+                self.spec.estimator,
+                apply_kernel,
+                inputs,
+                loc,
+                perturbation,
+                sign_key,
                 sign_shapes,
             )
         return y if self.bias is None else y + self.bias[...]
@@ -76,14 +92,21 @@ class VariationalDense(_Variational):
         *,
         variational: core.VariationalSpec | None = None,
         use_bias: bool = True,
-        bias_init: Initializer = nnx.initializers.zeros_init(),
+        bias_init: Initializer = ZEROS,
         use_posterior_mean: bool = False,
         rngs: nnx.Rngs,
     ):
         self.out_features = out_features
         spec = self.default_spec if variational is None else variational
-        self._posterior(spec, (in_features, out_features), use_bias, (out_features,),
-                        bias_init, use_posterior_mean, rngs)
+        self._posterior(
+            spec,
+            (in_features, out_features),
+            use_bias,
+            (out_features,),
+            bias_init,
+            use_posterior_mean,
+            rngs,
+        )
 
     def __call__(self, inputs: Array, *, rngs: RngsArg = None) -> Array:
         out_shape = inputs.shape[:-1] + (self.out_features,)
@@ -106,7 +129,7 @@ class VariationalConv(_Variational):
         padding: str | Sequence[tuple[int, int]] = "SAME",
         variational: core.VariationalSpec | None = None,
         use_bias: bool = True,
-        bias_init: Initializer = nnx.initializers.zeros_init(),
+        bias_init: Initializer = ZEROS,
         use_posterior_mean: bool = False,
         rngs: nnx.Rngs,
     ):
@@ -116,8 +139,15 @@ class VariationalConv(_Variational):
         self.apply_kernel = core.conv_kernel(strides, padding)
         self.out_features, self.rank = out_features, len(window)
         spec = self.default_spec if variational is None else variational
-        self._posterior(spec, window + (in_features, out_features), use_bias,
-                        (out_features,), bias_init, use_posterior_mean, rngs)
+        self._posterior(
+            spec,
+            window + (in_features, out_features),
+            use_bias,
+            (out_features,),
+            bias_init,
+            use_posterior_mean,
+            rngs,
+        )
 
     def __call__(self, inputs: Array, *, rngs: RngsArg = None) -> Array:
         ones = (1,) * self.rank
@@ -166,7 +196,7 @@ class LSTMCellReparameterization(_Variational):
         hidden_features: int,
         *,
         variational: core.VariationalSpec | None = None,
-        bias_init: Initializer = nnx.initializers.zeros_init(),
+        bias_init: Initializer = ZEROS,
         use_posterior_mean: bool = False,
         gate_fn: Callable[[Array], Array] = jax.nn.sigmoid,
         activation_fn: Callable[[Array], Array] = jnp.tanh,
@@ -174,10 +204,15 @@ class LSTMCellReparameterization(_Variational):
     ):
         self.hidden_features = hidden_features
         self.gate_fn, self.activation_fn = gate_fn, activation_fn
-        spec = core.VariationalSpec(estimator="reparameterization") if variational is None else variational
+        spec = (
+            core.VariationalSpec(estimator="reparameterization")
+            if variational is None
+            else variational
+        )
         shape = (in_features + hidden_features, 4 * hidden_features)
-        self._posterior(spec, shape, True, (4 * hidden_features,), bias_init,
-                        use_posterior_mean, rngs)
+        self._posterior(
+            spec, shape, True, (4 * hidden_features,), bias_init, use_posterior_mean, rngs
+        )
 
     def initialize_carry(self, input_shape: Sequence[int], rngs: RngsArg = None):
         """Zero state for inputs ``[*batch, D_in]``, and this sequence's weight key."""
@@ -199,7 +234,11 @@ class LSTMCellReparameterization(_Variational):
             key = keys.reshape(-1)[0]  # one key per batch of sequences, copied per example
             kernel = loc + core.gaussian_perturbation(key, scale)
         c, h = core.lstm_step(
-            (c, h), inputs, kernel, self.bias[...], gate_fn=self.gate_fn,
+            (c, h),
+            inputs,
+            kernel,
+            self.bias[...],
+            gate_fn=self.gate_fn,
             activation_fn=self.activation_fn,
         )
         return (c, h, keys), h

@@ -10,7 +10,6 @@ from typing import Any
 
 import flax.linen as linen
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from relbench import layers as L
@@ -78,7 +77,9 @@ CASES: dict[str, Case] = {
     ),
     "gp_head": Case(
         L.RandomFeatureGaussianProcess(K, num_features=8, normalize_input=True),
-        lambda r: N.RandomFeatureGaussianProcess(D, K, num_features=8, normalize_input=True, rngs=r),
+        lambda r: N.RandomFeatureGaussianProcess(
+            D, K, num_features=8, normalize_input=True, rngs=r
+        ),
         dense_inputs,
         {"train": True},
         {"train": False},
@@ -165,12 +166,22 @@ CASES: dict[str, Case] = {
     ),
     "heteroscedastic_head_efficient_sigmoid": Case(
         L.HeteroscedasticHead(
-            K, link="sigmoid", num_factors=2, parameter_efficient=True, train_mc_samples=5,
+            K,
+            link="sigmoid",
+            num_factors=2,
+            parameter_efficient=True,
+            train_mc_samples=5,
             test_mc_samples=7,
         ),
         lambda r: N.HeteroscedasticHead(
-            D, K, link="sigmoid", num_factors=2, parameter_efficient=True,
-            train_mc_samples=5, test_mc_samples=7, rngs=r,
+            D,
+            K,
+            link="sigmoid",
+            num_factors=2,
+            parameter_efficient=True,
+            train_mc_samples=5,
+            test_mc_samples=7,
+            rngs=r,
         ),
         dense_inputs,
         {"train": True},
@@ -188,12 +199,16 @@ CASES: dict[str, Case] = {
     ),
     "gaussian_head_sngp": Case(
         L.GaussianHead(
-            K, heteroscedastic=False,
+            K,
+            heteroscedastic=False,
             loc=functools.partial(L.RandomFeatureGaussianProcess, num_features=8),
         ),
         lambda r: N.GaussianHead(
-            D, K, heteroscedastic=False,
-            loc=functools.partial(N.RandomFeatureGaussianProcess, num_features=8), rngs=r,
+            D,
+            K,
+            heteroscedastic=False,
+            loc=functools.partial(N.RandomFeatureGaussianProcess, num_features=8),
+            rngs=r,
         ),
         dense_inputs,
         {"train": True},

@@ -24,7 +24,6 @@ from relbench.layers.state_types import STATE_TYPES
 from tests.nnx.cases import CASES, D, K
 from tests.nnx.test_parity import assert_close, flat
 
-
 # flax's ToNNX.__getattr__ takes any callable attribute of the Linen class for a method:
 # the heteroscedastic head's field ``loc`` (the location head's type) then shadows its
 # submodule ``loc``, and lazy_init cannot store that submodule's variables. Renaming the
@@ -38,7 +37,9 @@ SHADOWED = {"heteroscedastic_head", "heteroscedastic_head_efficient_sigmoid"}
         pytest.param(
             n,
             marks=pytest.mark.xfail(
-                strict=True, raises=AssertionError, reason="flax ToNNX: field 'loc' shadows submodule"
+                strict=True,
+                raises=AssertionError,
+                reason="flax ToNNX: field 'loc' shadows submodule",
             ),
         )
         if n in SHADOWED
@@ -57,7 +58,11 @@ def test_to_nnx_initializes_and_updates_its_own_collections(name):
         state = nnx.to_pure_dict(nnx.state(model, variable_type))
         if state:
             variables[collection] = state
-    linen_variables = case.linen.init({"params": jax.random.key(9), **{s: jax.random.key(1) for s in case.streams}}, x, **case.train_kwargs)
+    linen_variables = case.linen.init(
+        {"params": jax.random.key(9), **{s: jax.random.key(1) for s in case.streams}},
+        x,
+        **case.train_kwargs,
+    )
     # Every collection Linen's init makes is there, as its registered type.
     assert set(variables) == set(linen_variables)
 
@@ -89,12 +94,16 @@ class SNGPHead(linen.Module):
     def __call__(self, x, *, train: bool):
         if self.use_nnx:
             hidden = bridge.ToLinen(
-                N.SpectralNormDense, args=(D, 8), kwargs={"deterministic": not train},
+                N.SpectralNormDense,
+                args=(D, 8),
+                kwargs={"deterministic": not train},
                 name="hidden",
             )
             head = bridge.ToLinen(
-                N.RandomFeatureGaussianProcess, args=(8, K),
-                kwargs={"num_features": 16, "deterministic": not train}, name="head",
+                N.RandomFeatureGaussianProcess,
+                args=(8, K),
+                kwargs={"num_features": 16, "deterministic": not train},
+                name="head",
             )
             return head(jnp.tanh(hidden(x)))
         hidden = L.SpectralNormDense(8, name="hidden")
@@ -116,5 +125,6 @@ def test_to_linen_layers_inside_a_linen_model():
         jax.tree.map(assert_close, flat(up_n), flat(up_l))
     # Training moved the power-iteration vector and the precision.
     out, updates = nnx_model.apply(variables, x, train=True, mutable=mutable)
-    assert not np.allclose(updates["laplace"]["head"]["precision"],
-                           variables["laplace"]["head"]["precision"])
+    assert not np.allclose(
+        updates["laplace"]["head"]["precision"], variables["laplace"]["head"]["precision"]
+    )

@@ -40,7 +40,9 @@ def eval_mode_train_accuracy(config, workdir, rows: int = 512) -> float:
     exp = loop.build(config)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     shapes = jax.eval_shape(functools.partial(loop.init_state, exp), jax.random.key(0))
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
+    abstract = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes
+    )
     checkpoints = Checkpoints(workdir, 2)
     state = checkpoints.restore_state(checkpoints.latest_step(), abstract)
     checkpoints.close()

@@ -10,13 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
-from flax import traverse_util
+from flax import nnx, traverse_util
 
 from relbench import nnx as N
 from relbench.layers import SpectralStats
 from relbench.layers import variational as V
-from tests.nnx.cases import CASES, D, F, B, Case
+from tests.nnx.cases import CASES, B, Case, D, F
 
 RTOL, ATOL = 1e-6, 1e-7
 
