@@ -4,6 +4,7 @@ gradients and state updates (rtol 1e-6)."""
 from __future__ import annotations
 
 import functools
+import unittest.mock
 
 import flax.linen as linen
 import jax
@@ -41,17 +42,9 @@ def scalar(outputs) -> jax.Array:
     return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(outputs))
 
 
-def differentiate(objective, params, gradients: bool):
-    """``(grads, aux)`` of ``objective``, jitted; without ``gradients`` (evaluation, where
-    parity of the outputs is the claim) grads are None and the compile is cheaper."""
-    if not gradients:
-        return None, jax.jit(objective)(params)[1]
-    return jax.jit(jax.grad(objective, has_aux=True))(params)
-
-
-def linen_run(case: Case, variables, x, key, kwargs, gradients, monkeypatch):
-    """Outputs, parameter gradients and collection updates of the Linen module."""
-    monkeypatch.setattr(linen.Module, "make_rng", lambda self, name="params": key)
+def linen_run(case: Case, variables, x, key, kwargs, gradients: bool):
+    """Outputs, parameter gradients (training only) and collection updates of the Linen
+    module (traced inside the test's one ``jit``)."""
 
     def objective(params):
         out, updates = case.linen.apply(
@@ -61,17 +54,20 @@ def linen_run(case: Case, variables, x, key, kwargs, gradients, monkeypatch):
             rngs={s: key for s in case.streams},
             mutable=True,
         )
-        return scalar(out), (out, updates)
+        return scalar(out), (out, {c: v for c, v in updates.items() if c != "params"})
 
-    grads, (out, updates) = differentiate(objective, variables.get("params", {}), gradients)
-    monkeypatch.undo()
-    updates = {c: v for c, v in updates.items() if c != "params"}
+    params = variables.get("params", {})
+    if not gradients:
+        out, updates = objective(params)[1]
+        return out, None, updates
+    grads, (out, updates) = jax.grad(objective, has_aux=True)(params)
     return out, grads, updates
 
 
 def nnx_run(case: Case, variables, x, key, *, evaluate: bool):
-    """The NNX twin given the Linen variables: outputs, gradients, state after the call."""
-    model = nnx.jit(lambda: case.make_nnx(nnx.Rngs(params=1)))()  # one compile, not one per op
+    """The NNX twin given the Linen variables: outputs, gradients (training only), its
+    state after the call and before it (traced inside the test's one ``jit``)."""
+    model = case.make_nnx(nnx.Rngs(params=1))  # its own initial values are overwritten
     nnx.update(model, nested(drop_collection(flat(variables, case.rename))))
     if evaluate:
         model.set_attributes(**case.nnx_eval, raise_if_not_found=False)
@@ -82,12 +78,14 @@ def nnx_run(case: Case, variables, x, key, *, evaluate: bool):
     def objective(params):
         m = nnx.merge(graphdef, params, jax.tree.map(jnp.asarray, rest))
         out = m(x, rngs=key) if case.streams else m(x)
-        return scalar(out), (out, nnx.state(m, nnx.Not(nnx.Param)))
+        return scalar(out), (out, nnx.to_pure_dict(nnx.state(m, nnx.Not(nnx.Param))))
 
-    grads, (out, state) = differentiate(objective, params, not evaluate)
     before = nnx.to_pure_dict(rest)
-    grads = None if grads is None else nnx.to_pure_dict(grads)
-    return out, grads, nnx.to_pure_dict(state), before
+    if evaluate:
+        out, state = objective(params)[1]
+        return out, None, state, before
+    grads, (out, state) = jax.grad(objective, has_aux=True)(params)
+    return out, nnx.to_pure_dict(grads), state, before
 
 
 def assert_close(a, b):
@@ -99,25 +97,44 @@ def drop_collection(flat_tree: dict) -> dict:
     return {path[1:]: leaf for path, leaf in flat_tree.items()}
 
 
+def both_modes(case: Case, x, key, monkeypatch):
+    """Linen and NNX in training and (where the layer has it) evaluation, all in one
+    ``jit``: one compile per layer. The Linen layer's keys are the key the NNX layer
+    gets (``make_rng`` patched while tracing the calls, not the initialization)."""
+    modes = [(case.train_kwargs, False)]
+    if case.eval_kwargs is not None:
+        modes.append((case.eval_kwargs, True))
+
+    @jax.jit
+    def run(x, key):
+        init = functools.partial(case.linen.init, **case.train_kwargs)
+        variables = init({"params": jax.random.key(3), **{s: key for s in case.streams}}, x)
+        # Perturb every variable so that no parity rests on an initial value (0, 1).
+        variables = jax.tree.map(lambda v: v * 1.1 + 0.01, variables)
+        monkeypatch.setattr(linen.Module, "make_rng", lambda self, name="params": key)
+        return [
+            (
+                linen_run(case, variables, x, key, kwargs, not evaluate),
+                nnx_run(case, variables, x, key, evaluate=evaluate),
+            )
+            for kwargs, evaluate in modes
+        ]
+
+    try:
+        return jax.device_get(run(x, key))
+    finally:
+        monkeypatch.undo()
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_same_outputs_gradients_and_state_updates(name, monkeypatch):
     case = CASES[name]
     x = case.inputs(jax.random.key(0))
-    key = jax.random.key(7)
-    init = jax.jit(functools.partial(case.linen.init, **case.train_kwargs))
-    variables = init({"params": jax.random.key(3), **{s: key for s in case.streams}}, x)
-    # Perturb every variable so that no parity rests on an initial value (zeros, ones).
-    variables = jax.jit(lambda tree: jax.tree.map(lambda v: v * 1.1 + 0.01, tree))(variables)
-    modes = [(case.train_kwargs, False)]
-    if case.eval_kwargs is not None:
-        modes.append((case.eval_kwargs, True))
-    for kwargs, evaluate in modes:
-        out_l, grads_l, updates_l = linen_run(
-            case, variables, x, key, kwargs, not evaluate, monkeypatch
-        )
-        out_n, grads_n, state_n, before = nnx_run(case, variables, x, key, evaluate=evaluate)
+    for linen_result, nnx_result in both_modes(case, x, jax.random.key(7), monkeypatch):
+        out_l, grads_l, updates_l = linen_result
+        out_n, grads_n, state_n, before = nnx_result
         jax.tree.map(assert_close, out_l, out_n)
-        if not evaluate:
+        if grads_l is not None:
             grads_l, grads_n = flat(grads_l, case.rename), flat(grads_n)
             assert grads_l.keys() == grads_n.keys()
             for path, grad in grads_l.items():
@@ -143,7 +160,9 @@ def test_lstm_cell_parity_over_a_sequence():
             hs.append(h)
         return jnp.stack(hs)
 
-    variables = linen.init(run, cell)({"params": jax.random.key(1), "variational": key}, xs)
+    variables = jax.jit(linen.init(run, cell))(
+        {"params": jax.random.key(1), "variational": key}, xs
+    )
 
     def linen_loss(params):
         hs, updates = linen.apply(run, cell, mutable=["losses"])(
@@ -151,7 +170,7 @@ def test_lstm_cell_parity_over_a_sequence():
         )
         return scalar(hs) + updates["losses"]["kl"], hs
 
-    model = N.LSTMCellReparameterization(D, F, rngs=nnx.Rngs(params=2))
+    model = nnx.jit(lambda: N.LSTMCellReparameterization(D, F, rngs=nnx.Rngs(params=2)))()
     nnx.update(model, nested(flat(variables["params"])))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
@@ -167,11 +186,16 @@ def test_lstm_cell_parity_over_a_sequence():
     # The Linen cell's key is make_rng's fold of the stream; the NNX cell's is
     # Rngs(variational=key).variational(): give both the same one.
     nnx_key = nnx.Rngs(variational=key).variational()
-    import unittest.mock
 
-    with unittest.mock.patch.object(linen.Module, "make_rng", lambda self, name="params": nnx_key):
-        grads_l, hs_l = jax.grad(linen_loss, has_aux=True)(variables["params"])
-    grads_n, hs_n = jax.grad(nnx_loss, has_aux=True)(params)
+    @jax.jit
+    def both(linen_params, nnx_params):
+        with unittest.mock.patch.object(
+            linen.Module, "make_rng", lambda self, name="params": nnx_key
+        ):
+            linen_result = jax.grad(linen_loss, has_aux=True)(linen_params)
+        return linen_result, jax.grad(nnx_loss, has_aux=True)(nnx_params)
+
+    (grads_l, hs_l), (grads_n, hs_n) = both(variables["params"], params)
     assert_close(hs_l, hs_n)
     for path, grad in flat(grads_l).items():
         assert_close(grad, flat(nnx.to_pure_dict(grads_n))[path])
