@@ -27,8 +27,8 @@ def flat(tree, rename=None) -> dict:
     rename = rename or {}
     out = {}
     for path, leaf in traverse_util.flatten_dict(dict(tree)).items():
-        if isinstance(leaf, tuple):
-            leaf = sum(leaf)
+        if isinstance(leaf, tuple):  # sown once per call: (value,)
+            (leaf,) = leaf
         out[tuple(rename.get(p, p) for p in path)] = leaf
     return out
 
