@@ -16,7 +16,9 @@ operator) vs ``nn.Dense``/``nn.Conv``.
 With ``--nnx``: every NNX layer (``relbench.nnx``) against its Linen twin on the same
 shapes, both as one jitted training step (the NNX one through ``nnx.split`` /
 ``nnx.merge`` around the step, as the loop runs NNX models); the goal is a ratio
-<= 1.05.
+<= 1.05. Each row also prints the ratio of the two compiled programs' FLOPs (XLA's
+cost analysis, free of the machine's load): 1.000 for every layer on XLA:CPU, so what
+remains of a time ratio is dispatch and noise.
 """
 
 from __future__ import annotations
@@ -74,7 +76,20 @@ def _train_step(module, x, mutable=(), takes_train=True, streams=()):
         (value, updates), grads = jax.value_and_grad(loss, has_aux=True)(params)
         return value, grads, updates
 
-    return lambda: step(params, rest, x)
+    return _with_flops(step, params, rest, x)
+
+
+def _with_flops(step, *args):
+    """``step`` bound to ``args``, with ``.flops``: XLA's cost analysis of the compiled
+    program (a count, free of the machine's load)."""
+    cost = step.lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+
+    def bound():
+        return step(*args)
+
+    bound.flops = float(cost.get("flops", float("nan")))
+    return bound
 
 
 def _nnx_train_step(make_module, x):
@@ -95,7 +110,7 @@ def _nnx_train_step(make_module, x):
         (value, updates), grads = jax.value_and_grad(loss, has_aux=True)(params)
         return value, grads, updates
 
-    return lambda: step(params, rest, x)
+    return _with_flops(step, params, rest, x)
 
 
 def nnx_cases(size: dict) -> list[tuple[Case, Case]]:
@@ -257,9 +272,12 @@ def _time_once(step) -> float:
     return time.perf_counter() - start
 
 
-def measure(plain: Case, variant: Case, repeats: int, inner: int) -> tuple[float, float]:
-    """Median seconds per call of each, alternating plain/variant rounds of ``inner`` calls."""
+def measure(plain: Case, variant: Case, repeats: int, inner: int) -> tuple[float, float, str]:
+    """Median seconds per call of each, alternating plain/variant rounds of ``inner``
+    calls, and the ratio of the compiled programs' FLOPs where both report them."""
     steps = [plain.make_step(), variant.make_step()]
+    flops = [getattr(step, "flops", None) for step in steps]
+    flops_ratio = f"flops {flops[1] / flops[0]:.3f}" if None not in flops and flops[0] else ""
     for step in steps:  # compile and warm up
         jax.block_until_ready(step())
         jax.block_until_ready(step())
@@ -267,7 +285,7 @@ def measure(plain: Case, variant: Case, repeats: int, inner: int) -> tuple[float
     for _ in range(repeats):
         for i, step in enumerate(steps):
             rounds[i].append(sum(_time_once(step) for _ in range(inner)) / inner)
-    return statistics.median(rounds[0]), statistics.median(rounds[1])
+    return statistics.median(rounds[0]), statistics.median(rounds[1]), flops_ratio
 
 
 def main() -> None:
@@ -280,10 +298,10 @@ def main() -> None:
     print(f"device: {jax.devices()[0].device_kind}, scale: {args.scale} {SIZES[args.scale]}")
     print(f"{'variant':<48} {'plain ms':>9} {'variant ms':>11} {'ratio':>7}")
     for plain, variant in (nnx_cases if args.nnx else cases)(SIZES[args.scale]):
-        t_plain, t_variant = measure(plain, variant, args.repeats, args.inner)
+        t_plain, t_variant, flops = measure(plain, variant, args.repeats, args.inner)
         print(
             f"{variant.name:<48} {1e3 * t_plain:>9.3f} {1e3 * t_variant:>11.3f} "
-            f"{t_variant / t_plain:>7.2f}   (vs {plain.name})"
+            f"{t_variant / t_plain:>7.2f}   (vs {plain.name}) {flops}"
         )
 
 
