@@ -101,12 +101,17 @@ def bound_kernel(kernel: jax.Array, sigma: jax.Array, norm_bound: float) -> jax.
     return kernel / jnp.maximum(1.0, sigma / norm_bound)
 
 
+def check_settings(norm_bound: float, num_iterations: int) -> None:
+    """One UsageError line for a bound or an iteration count that cannot work."""
+    if not norm_bound > 0:
+        raise UsageError(f"spectral norm_bound must be > 0, got {norm_bound}")
+    if num_iterations < 1:
+        raise UsageError(f"spectral num_iterations must be >= 1, got {num_iterations}")
+
+
 def _train_flag(module: nn.Module, train: bool | None) -> bool:
     """Checks the module's settings; ``train`` from the field or the call, not both."""
-    if not module.norm_bound > 0:
-        raise UsageError(f"spectral norm_bound must be > 0, got {module.norm_bound}")
-    if module.num_iterations < 1:
-        raise UsageError(f"spectral num_iterations must be >= 1, got {module.num_iterations}")
+    check_settings(module.norm_bound, module.num_iterations)
     return nn.merge_param("train", module.train, train)
 
 

@@ -39,6 +39,12 @@ METHODS = methods.METHODS.names()
 REGRESSION = {"diabetes_mlp.py", "heteroscedastic_toy_mlp.py"}
 MULTILABEL = {"multilabel_mlp.py"}
 
+# The NNX MLP builds the NNX twins of a method's layer types; these methods' types have
+# none yet (vmapped independent members, the MIMO head): one UsageError names the type.
+NO_NNX_TWIN = {("digits_nnx_mlp.py", "deep_ensemble"), ("digits_nnx_mlp.py", "mimo")}
+# Trained through the loop, twice, by tests/nnx/test_nnx_model_loop.py.
+TRAINED_ELSEWHERE = {"digits_nnx_mlp.py"}
+
 # Set by the method (layer types, dropout rate, member count), never by config.model.
 METHOD_FIELDS = {"layers", "dropout_rate", "ensemble_size"}
 
@@ -96,6 +102,10 @@ def test_full_size_config_loads_locked(name, method):
 def test_smoke_config_builds_and_traces(name, method):
     config = load(name, f"{method},smoke")
     assert not METHOD_FIELDS & set(config.model)
+    if (name, method) in NO_NNX_TWIN:
+        with pytest.raises(UsageError, match="has no NNX twin"):
+            trace_smoke(build(config))
+        pytest.skip(f"{name}: {method}'s layer types have no NNX twin")
     try:
         exp = build(config)
     except UsageError as error:
@@ -148,7 +158,7 @@ def run_smoke(name, method, workdir, **hparams):
         assert all(math.isfinite(metrics[k]) for k in core & set(metrics)), set_name
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", [c for c in CONFIGS if c not in TRAINED_ELSEWHERE])
 def test_smoke_config_trains_and_evaluates(name, tmp_path):
     run_smoke(name, "deterministic", tmp_path)
 
