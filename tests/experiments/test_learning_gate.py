@@ -2,8 +2,8 @@
 as it trains (``tests/experiments/learning_gate.py`` says what is measured).
 
 The pairings come from the registry, so a new method joins the gate when it is
-registered. A pairing that cannot pass is listed in ``REFUSALS`` with its reason; there
-is no other way out of the gate.
+registered. A pairing that cannot pass a check is listed in ``REFUSALS`` with the check
+and its reason; there is no other way out of the gate.
 """
 
 import pytest
@@ -16,20 +16,25 @@ from tests.experiments.learning_gate import (
     gate_accuracies,
 )
 
-#: (method, model) -> why the pairing is exempt from the gate. The one table of refusals.
-REFUSALS: dict[tuple[str, str], str] = {}
+#: Checks of the gate: "test" (test accuracy against deterministic's) and "mode"
+#: (evaluation against training mode on training examples).
+CHECKS = ("test", "mode")
+_MIMO_MODE = (
+    "MIMO trains each member on its own slot of a stacked input whose other slots hold "
+    "other examples; its training-mode accuracy is measured on those mixed inputs, "
+    "evaluation shows every member the same input: 0.86 vs 0.96 on the MLP, 0.78 vs 0.99 "
+    "on the CNN, by design and not a train/eval bug"
+)
+#: (method, model, check) -> why that check does not apply. The one table of refusals.
+REFUSALS: dict[tuple[str, str, str], str] = {
+    ("mimo", "digits_mlp", "mode"): _MIMO_MODE,
+    ("mimo", "digits_cnn", "mode"): _MIMO_MODE,
+}
 
 # deterministic first: the baseline the others are held to is trained once per process.
 GATE_METHODS = sorted(methods.METHODS.names(), key=lambda name: name != "deterministic")
 PAIRINGS = [
-    pytest.param(
-        method,
-        model,
-        marks=pytest.mark.skip(reason=REFUSALS[method, model])
-        if (method, model) in REFUSALS
-        else (),
-        id=f"{model}-{method}",
-    )
+    pytest.param(method, model, id=f"{model}-{method}")
     for model in MODELS
     for method in GATE_METHODS
 ]
@@ -46,18 +51,20 @@ def deterministic_test_accuracy(model: str, tmp_path_factory) -> float:
     return _BASELINES[model]
 
 
-def test_refusals_name_registered_pairings():
-    for method, model in REFUSALS:
-        assert method in methods.METHODS.names() and model in MODELS
+def test_refusals_name_registered_pairings_and_checks():
+    for method, model, check in REFUSALS:
+        assert method in methods.METHODS.names() and model in MODELS and check in CHECKS
 
 
 @pytest.mark.parametrize("method, model", PAIRINGS)
 def test_method_learns_and_evaluates_as_it_trains(method, model, tmp_path_factory):
     got = gate_accuracies(method, model, tmp_path_factory.mktemp(method))
+    print(f"{model} {method}: {got}")
     if method == "deterministic":
         _BASELINES[model] = got.test
         assert got.test >= 0.9, got  # 8 classes: chance is 0.125
-    else:
+    elif (method, model, "test") not in REFUSALS:
         baseline = deterministic_test_accuracy(model, tmp_path_factory)
         assert got.test >= baseline - TEST_TOLERANCE, (got, baseline)
-    assert abs(got.train_eval_mode - got.train_train_mode) <= MODE_TOLERANCE, got
+    if (method, model, "mode") not in REFUSALS:
+        assert abs(got.train_eval_mode - got.train_train_mode) <= MODE_TOLERANCE, got
