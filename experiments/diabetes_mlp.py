@@ -15,7 +15,9 @@ seconds.
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
     method_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -27,8 +29,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg)
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict({"name": "diabetes"})
-    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (32,)})
+    config.dataset = dataset_config("diabetes")
+    config.model = model_config("mlp", hidden_sizes=(32,))
     config.method = method_config(options.method)
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
     config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
