@@ -27,6 +27,7 @@ import ml_collections
 
 from relbench.configs import (
     dataset_config,
+    evaluation_config,
     model_config,
     optimizer_config,
     parse_arg,
@@ -64,6 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
     config.posthoc_hparams = posthoc_hparams_config()
+    config.evaluation = evaluation_config()  # the dataset's own sets
     set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
         config.dataset.mock_num_examples = 32

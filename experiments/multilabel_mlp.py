@@ -19,6 +19,7 @@ import ml_collections
 
 from relbench.configs import (
     dataset_config,
+    evaluation_config,
     model_config,
     optimizer_config,
     parse_arg,
@@ -45,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.posthoc = ()  # post-hoc steps after training
     config.posthoc_hparams = posthoc_hparams_config()
+    config.evaluation = evaluation_config()  # the dataset's own sets
     config.train = train_config(
         options.smoke,
         num_epochs=20.0,

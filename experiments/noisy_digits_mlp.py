@@ -13,6 +13,7 @@ import ml_collections
 
 from relbench.configs import (
     dataset_config,
+    evaluation_config,
     model_config,
     optimizer_config,
     parse_arg,
@@ -45,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
     config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
     config.posthoc_hparams = posthoc_hparams_config()
+    config.evaluation = evaluation_config()  # the dataset's own sets
     config.train = train_config(
         options.smoke,
         global_batch_size=64,
