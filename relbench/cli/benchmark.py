@@ -7,7 +7,8 @@ than the spread) and with a batch-norm CNN, each with its shift suite (``digits_
 and OOD sets, and two moons with its near and far OOD rings — into
 ``WORKDIR/<experiment>/<method>`` (seed 0) and ``.../<method>_seed<s>``, and the report
 of all runs is written to ``WORKDIR/report``. A run that fails is reported and skipped;
-the others still make the report. Runs resume from their checkpoints, so a second call only re-evaluates.
+the others still make the report. Runs resume from their checkpoints, so a second call
+only re-evaluates.
 """
 
 from __future__ import annotations
