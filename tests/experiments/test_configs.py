@@ -222,3 +222,12 @@ def test_method_recipes_apply_only_to_their_method():
         assert sngp.method.norm_bound == 6.0 and sngp.method.mean_field_factor == 20.0
         assert sngp.optimizer.learning_rate == pytest.approx(0.08 * 512 / 128)
         assert sngp.train.num_epochs == 250
+
+
+def test_every_dataset_keyword_can_be_set_from_the_command_line():
+    config = load("two_moons_mlp.py", "deterministic,smoke")
+    configs.apply_override(config, "dataset.ood_radius", "(4.0, 6.0)")
+    assert config.dataset.ood_radius == (4.0, 6.0)
+    data.make(**config.dataset)  # the factory takes it
+    with pytest.raises(UsageError, match="unknown key config.dataset.ood_radiu;"):
+        configs.apply_override(config, "dataset.ood_radiu", "(4.0, 6.0)")
