@@ -132,4 +132,6 @@ def write_config(
         for name in VERSIONED_FILES if reevaluate else ("config.json",):
             if (workdir / name).exists():
                 (workdir / name).replace(workdir / f"{pathlib.Path(name).stem}.{index}.json")
-    path.write_text(text)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # atomic: the other processes of a run read it in check()
