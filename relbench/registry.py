@@ -107,6 +107,19 @@ class Registry:
             factory = self.factories[name] = factory.load()
         return factory
 
+    def defaults(self, name: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The named factory's keyword arguments with their defaults (the fields of its
+        config section); arguments without a default and ``exclude`` are left out."""
+        parameters = inspect.signature(self.get(name)).parameters
+        return {
+            n: p.default
+            for n, p in parameters.items()
+            if p.default is not inspect.Parameter.empty
+            and n not in exclude
+            and n not in ("parent", "name")
+            and p.kind is not inspect.Parameter.VAR_KEYWORD
+        }
+
     def make(self, name: str, **kwargs: Any) -> Any:
         """Calls the named factory; an unknown keyword argument is a UsageError naming it."""
         factory = self.get(name)

@@ -248,8 +248,28 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+HELP = ("-h", "--help")
+
+
+def usage(command: str | None = None) -> str:
+    """The usage lines of this module's docstring: every command's, or ``command``'s."""
+    lines = [line.strip() for line in (__doc__ or "").splitlines()]
+    usages = [line for line in lines if line.startswith("relbench ")]
+    if command is not None:
+        usages = [u for u in usages if u.split()[1] == command] or [f"relbench {command} ..."]
+    return "usage:\n" + "\n".join(f"  {u}" for u in usages)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
+    if len(argv) >= 2 and argv[1] in HELP:
+        print(usage())
+        print("Each command takes --help; details: README.md.")
+        return
+    own = argv[2:] if len(argv) < 3 or "--" not in argv else argv[2 : argv.index("--")]
+    if len(argv) >= 2 and argv[1] in COMMANDS and any(a in HELP for a in own):
+        print(usage(argv[1]))
+        return
     if len(argv) < 2 or argv[1] not in COMMANDS:
         _fail(f"usage: relbench {{{','.join(COMMANDS)}}} [options]")
     try:

@@ -26,7 +26,6 @@ import functools
 import math
 import pathlib
 import time
-import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -49,6 +48,7 @@ from relbench.methods.method import AfterTraining, after_training_sequence, rng_
 from relbench.methods.precise_bn import BATCH_STATS, precise_batch_norm
 from relbench.registry import check_kwargs
 from relbench.train import determinism, evaluation, optimizers, sharding
+from relbench.train import workdir as workdir_lib
 from relbench.train.checkpoints import Checkpoints, Stages
 from relbench.train.evaluation import EvaluationSettings
 from relbench.train.init_from import InitFrom, frozen_optimizer, start_from_checkpoint
@@ -196,32 +196,6 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         config.method.to_dict(),
         init_from,
     )
-
-
-def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
-    path = pathlib.Path(workdir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_probe_{uuid.uuid4().hex}"  # processes may share the workdir
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(
-            f"cannot write to workdir '{path}' ({error.strerror}); choose a writable --workdir"
-        ) from None
-    return path
-
-
-def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-    """``config.json``; a different one already there (a run resumed with changes) is
-    kept as ``config.<i>.json``, the lowest free ``i``."""
-    path, text = workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
-    if path.exists() and path.read_text() != text:
-        index = 1
-        while (workdir / f"config.{index}.json").exists():
-            index += 1
-        path.replace(workdir / f"config.{index}.json")
-    path.write_text(text)
 
 
 def named_key(key: jax.Array, name: str) -> jax.Array:
@@ -604,15 +578,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     Returns ``{eval_set_name: {metric_name: value}}``, also written to ``results.json``.
     """
-    workdir = _prepare_workdir(workdir)
     exp = build(config)
+    workdir = workdir_lib.prepare(workdir)
+    reevaluate = workdir_lib.check(workdir, config)  # before anything is written
     settings = exp.settings
     determinism.configure(settings.deterministic_ops)  # before JAX starts its backends
     sharding.check_batch_size(settings.global_batch_size, "config.train.global_batch_size")
     sharding.check_batch_size(settings.eval_batch_size, "config.train.eval_batch_size")
     is_writer = jax.process_index() == 0
     if is_writer:
-        write_config(workdir, config)
+        workdir_lib.write_config(workdir, config, reevaluate)
 
     mesh = sharding.data_mesh(settings.model_axis_size)
     replicated = sharding.replicated(mesh)
