@@ -16,7 +16,9 @@ method. Hardware: one CPU, seconds.
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
     evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -31,10 +33,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg)
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict(
-        {"name": "colored_digits", "correlation": 0.95, "group_weighting": "none"}
-    )
-    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (64,)})
+    config.dataset = dataset_config("colored_digits", correlation=0.95, group_weighting="none")
+    config.model = model_config("mlp", hidden_sizes=(64,))
     config.optimizer = optimizer_config(
         name="adam", learning_rate=3e-3, weight_decay=0.0, warmup_steps=0
     )

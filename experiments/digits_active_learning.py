@@ -17,7 +17,9 @@ a few minutes.
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
     evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -33,8 +35,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg, default_method="mc_dropout")
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict({"name": "digits", "num_ood": 64})
-    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (128,)})
+    config.dataset = dataset_config("digits", num_ood=64)
+    config.model = model_config("mlp", hidden_sizes=(128,))
     config.optimizer = optimizer_config(
         name="adam", learning_rate=3e-3, weight_decay=0.0, warmup_steps=0, schedule_kind="constant"
     )

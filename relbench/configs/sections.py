@@ -180,4 +180,3 @@ def train_config(
     if smoke:
         settings.update(SMOKE_TRAIN, num_epochs=smoke_epochs)
     return ml_collections.ConfigDict({**fields, **settings})
-
