@@ -34,6 +34,9 @@ RANGES = (
     (r"(accuracy@coverage|oracle_accuracy@deferral)=[0-9.]+", _UNIT),
     (r"coverage_[0-9]+", _UNIT),
     (r"(micro_f1|macro_f1|micro_average_precision)", _UNIT),
+    (r"(closed_set_accuracy|oscr|oscr/.+)", _UNIT),
+    (r"(accuracy|ece)/group_[0-9]+", _UNIT),
+    (r"(worst_group_accuracy|worst_group_ece|mean_group_accuracy)", _UNIT),
 )
 #: Metrics that may be NaN where they are undefined on a tiny set (no correct or no
 #: wrong prediction; one class only); every other metric is finite.
