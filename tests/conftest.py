@@ -2,14 +2,31 @@
 
 ``JAX_NUM_CPU_DEVICES`` must be set before JAX initialises its backend; tests that need
 another device count run in a subprocess (see tests/train/test_determinism.py).
+
+One session-wide XLA compilation cache (JAX's persistent cache, in a fresh temporary
+folder removed at the end): the suite compiles the same small programs in many tests,
+xdist workers and subprocesses (which inherit the environment), and each is compiled
+once. A cached executable is the one XLA compiled, so results stay bit for bit.
 """
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller; workers inherit it
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="relbench-tests-xla-")
+    os.environ["RELBENCH_TESTS_OWN_CACHE"] = "1"
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput") and os.environ.get("RELBENCH_TESTS_OWN_CACHE"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
