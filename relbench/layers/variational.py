@@ -61,9 +61,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.stats import norm
 
+from relbench import ppl
 from relbench.errors import UsageError
+from relbench.ppl import divergences
+from relbench.ppl.divergences import softplus_inverse
 
 Array = jax.Array
 ApplyKernel = Callable[[Array, Array], Array]
@@ -75,12 +77,6 @@ ESTIMATORS = ("reparameterization", "flipout")
 
 
 # ------------------------------------------------------------------ initializers
-
-
-def softplus_inverse(x: Array | float) -> Array:
-    """The ``rho`` with ``softplus(rho) = x`` (for ``x > 0``)."""
-    x = jnp.asarray(x)
-    return x + jnp.log(-jnp.expm1(-x))
 
 
 def raw_scale_init(stddev: float) -> Initializer:
@@ -101,6 +97,11 @@ def posterior_scale(raw_scale: Array) -> Array:
     return jax.nn.softplus(raw_scale)
 
 
+def posterior(loc: Array, scale: Array) -> Any:
+    """The mean-field posterior ``q(W) = N(loc, scale^2)``, a ppl (distrax) Normal."""
+    return ppl.Normal.distribution(loc, scale)
+
+
 # ----------------------------------------------------------------------- priors
 
 
@@ -109,51 +110,51 @@ class Prior(Protocol):
 
 
 @dataclasses.dataclass(frozen=True)
-class NormalPrior:
+class WeightPrior:
+    """Any ``relbench.ppl`` distribution, with scalar parameters, as the prior of every
+    weight: ``WeightPrior(ppl.Laplace, (("loc", 0.0), ("scale", 1.0)))``.
+
+    The distribution is built when a layer runs (never at import, so no array exists
+    before ``jax.distributed`` starts). Its KL against the Normal posterior is
+    analytic where distrax registers the pair, else Monte Carlo
+    (``relbench.ppl.divergences``).
+    """
+
+    family: Callable[..., Any]
+    params: tuple[tuple[str, float], ...] = ()
+
+    def distribution(self) -> Any:
+        build = getattr(self.family, "distribution", self.family)  # a ppl constructor's
+        return build(**dict(self.params))
+
+    def log_prob(self, weights: Array) -> Array:
+        """The summed log density: a regularizer ``weights -> scalar`` (negate it)."""
+        return jnp.sum(self.distribution().log_prob(weights))
+
+    def kl(self, loc: Array, scale: Array, sample: Array | None = None) -> Array:
+        """``KL(N(loc, scale^2) || prior)``, summed (``sample`` for the MC estimate)."""
+        return divergences.kl_divergence(posterior(loc, scale), self.distribution(), sample)
+
+
+def NormalPrior(loc: float = 0.0, scale: float = 1.0) -> WeightPrior:  # noqa: N802
     """``p(w) = N(w; loc, scale^2)`` for every weight; the KL has a closed form."""
-
-    loc: float = 0.0
-    scale: float = 1.0
-
-    def log_prob(self, weights: Array) -> Array:
-        """The summed log density: a regularizer ``weights -> scalar`` (negate it)."""
-        return jnp.sum(norm.logpdf(weights, self.loc, self.scale))
-
-    def kl(self, loc: Array, scale: Array) -> Array:
-        """Closed-form ``KL(N(loc, scale^2) || N(self.loc, self.scale^2))``, summed."""
-        return jnp.sum(
-            jnp.log(self.scale / scale)
-            + (scale**2 + (loc - self.loc) ** 2) / (2.0 * self.scale**2)
-            - 0.5
-        )
+    return WeightPrior(ppl.Normal, (("loc", loc), ("scale", scale)))
 
 
-@dataclasses.dataclass(frozen=True)
-class ScaleMixturePrior:
-    """``p(w) = weight N(w; 0, scale1^2) + (1 - weight) N(w; 0, scale2^2)`` [1]."""
-
-    weight: float = 0.5
-    scale1: float = 1.0
-    scale2: float = math.exp(-6.0)
-
-    def log_prob(self, weights: Array) -> Array:
-        """The summed log density: a regularizer ``weights -> scalar`` (negate it)."""
-        log_components = jnp.stack(
-            [
-                math.log(self.weight) + norm.logpdf(weights, 0.0, self.scale1),
-                math.log1p(-self.weight) + norm.logpdf(weights, 0.0, self.scale2),
-            ]
-        )
-        return jnp.sum(jax.nn.logsumexp(log_components, axis=0))
+def ScaleMixturePrior(  # noqa: N802
+    weight: float = 0.5, scale1: float = 1.0, scale2: float = math.exp(-6.0)
+) -> WeightPrior:
+    """``p(w) = weight N(w; 0, scale1^2) + (1 - weight) N(w; 0, scale2^2)`` [1]; no
+    closed-form KL (Monte Carlo)."""
+    params = (("weight", weight), ("scale1", scale1), ("scale2", scale2))
+    return WeightPrior(ppl.ScaleMixtureNormal, params)
 
 
-def kl_divergence(prior: Prior, loc: Array, scale: Array, sample: Array) -> Array:
-    """``KL(q || p)`` for ``q = N(loc, scale^2)``: closed form if the prior has one,
-    else the one-sample Monte Carlo estimate ``log q(sample) - log p(sample)``."""
-    closed_form = getattr(prior, "kl", None)
-    if closed_form is not None:
-        return closed_form(loc, scale)
-    return jnp.sum(norm.logpdf(sample, loc, scale)) - prior.log_prob(sample)
+def kl_divergence(prior: Prior, loc: Array, scale: Array, sample: Array | None) -> Array:
+    """``KL(q || p)`` for ``q = N(loc, scale^2)``: closed form where registered, else
+    the one-sample Monte Carlo estimate ``log q(sample) - log p(sample)``."""
+    p = prior.distribution() if isinstance(prior, WeightPrior) else prior
+    return divergences.kl_divergence(posterior(loc, scale), p, sample)
 
 
 # ----------------------------------------------------------- pure estimator cores
@@ -277,13 +278,21 @@ def _weight_key(module: nn.Module, stream: str) -> Array:
     return module.make_rng(stream)
 
 
+def weight_name(module: nn.Module) -> str:
+    """``"Dense_0/kernel"``: the kernel's name in tapes, by the layer's module path."""
+    return "/".join((*module.path, "kernel"))
+
+
 def _record_kl(module: nn.Module, prior: Prior, loc: Array, scale: Array, sample: Array) -> None:
     if module.is_initializing():
         return  # the KL is a training signal, not state: keep it out of the variables
+    # The sampled kernel is a ppl random variable named by the layer's path, so that
+    # `with ppl.tape() as rvs: model.apply(...)` records every layer's weights by name.
+    kernel = ppl.Normal(loc, scale, name=weight_name(module), value=sample)
     module.sow(
         KL_COLLECTION,
         "kl",
-        kl_divergence(prior, loc, scale, sample),
+        kl_divergence(prior, loc, scale, kernel.value),
         init_fn=lambda: jnp.zeros(()),
         reduce_fn=lambda _, new: new,  # shared weights: their KL counts once
     )
