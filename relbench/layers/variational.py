@@ -53,7 +53,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -66,6 +65,8 @@ from relbench import ppl
 from relbench.errors import UsageError
 from relbench.ppl import divergences
 from relbench.ppl.divergences import softplus_inverse
+from relbench.ppl.priors import NormalPrior, WeightPrior, normal_posterior
+from relbench.ppl.priors import ScaleMixturePrior as ScaleMixturePrior  # re-exported
 
 Array = jax.Array
 ApplyKernel = Callable[[Array, Array], Array]
@@ -97,9 +98,7 @@ def posterior_scale(raw_scale: Array) -> Array:
     return jax.nn.softplus(raw_scale)
 
 
-def posterior(loc: Array, scale: Array) -> Any:
-    """The mean-field posterior ``q(W) = N(loc, scale^2)``, a ppl (distrax) Normal."""
-    return ppl.Normal.distribution(loc, scale)
+posterior = normal_posterior  # q(W) = N(loc, scale^2)
 
 
 # ----------------------------------------------------------------------- priors
@@ -107,47 +106,6 @@ def posterior(loc: Array, scale: Array) -> Any:
 
 class Prior(Protocol):
     def log_prob(self, weights: Array) -> Array: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightPrior:
-    """Any ``relbench.ppl`` distribution, with scalar parameters, as the prior of every
-    weight: ``WeightPrior(ppl.Laplace, (("loc", 0.0), ("scale", 1.0)))``.
-
-    The distribution is built when a layer runs (never at import, so no array exists
-    before ``jax.distributed`` starts). Its KL against the Normal posterior is
-    analytic where distrax registers the pair, else Monte Carlo
-    (``relbench.ppl.divergences``).
-    """
-
-    family: Callable[..., Any]
-    params: tuple[tuple[str, float], ...] = ()
-
-    def distribution(self) -> Any:
-        build = getattr(self.family, "distribution", self.family)  # a ppl constructor's
-        return build(**dict(self.params))
-
-    def log_prob(self, weights: Array) -> Array:
-        """The summed log density: a regularizer ``weights -> scalar`` (negate it)."""
-        return jnp.sum(self.distribution().log_prob(weights))
-
-    def kl(self, loc: Array, scale: Array, sample: Array | None = None) -> Array:
-        """``KL(N(loc, scale^2) || prior)``, summed (``sample`` for the MC estimate)."""
-        return divergences.kl_divergence(posterior(loc, scale), self.distribution(), sample)
-
-
-def NormalPrior(loc: float = 0.0, scale: float = 1.0) -> WeightPrior:  # noqa: N802
-    """``p(w) = N(w; loc, scale^2)`` for every weight; the KL has a closed form."""
-    return WeightPrior(ppl.Normal, (("loc", loc), ("scale", scale)))
-
-
-def ScaleMixturePrior(  # noqa: N802
-    weight: float = 0.5, scale1: float = 1.0, scale2: float = math.exp(-6.0)
-) -> WeightPrior:
-    """``p(w) = weight N(w; 0, scale1^2) + (1 - weight) N(w; 0, scale2^2)`` [1]; no
-    closed-form KL (Monte Carlo)."""
-    params = (("weight", weight), ("scale1", scale1), ("scale2", scale2))
-    return WeightPrior(ppl.ScaleMixtureNormal, params)
 
 
 def kl_divergence(prior: Prior, loc: Array, scale: Array, sample: Array | None) -> Array:
