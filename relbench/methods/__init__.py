@@ -14,12 +14,16 @@ from typing import Any
 from relbench.errors import UsageError
 from relbench.methods import (
     batchensemble,
+    csgld,
     deep_ensemble,
     deterministic,
     heteroscedastic,
     mc_dropout,
     mimo,
+    multiswag,
     rank1,
+    sghmc,
+    snapshot_ensemble,
     sngp,
     swag,
     variational,
@@ -41,6 +45,10 @@ METHODS = Registry(
         "variational": variational.make,
         "heteroscedastic": heteroscedastic.make,
         "swag": swag.make,
+        "snapshot_ensemble": snapshot_ensemble.make,
+        "multiswag": multiswag.make,
+        "csgld": csgld.make,
+        "sghmc": sghmc.make,
     },
 )
 
