@@ -38,9 +38,10 @@ def make(
     step_size: float = 0.5,
     temperature: float = 1e-5,
     weight_decay: float = 1e-4,
-    num_cycles: int = 4,
-    samples_per_cycle: int = 2,
+    num_cycles: int = 2,
+    samples_per_cycle: int = 3,
     exploration: float = 0.5,
+    burn_in: float = 0.5,
     seed: int = 0,
     label_smoothing: float = 0.0,
 ) -> Method:
@@ -52,10 +53,11 @@ def make(
     num_cycles: C, the step-size cycles.
     samples_per_cycle: K, samples collected at the end of each cycle.
     exploration: the fraction of each cycle run without noise.
+    burn_in: the fraction of training before the first cycle (at the full step size).
     seed: the noise's key.
     label_smoothing: mass moved from the label to the uniform distribution.
     """
-    check_schedule("csgld", num_cycles, samples_per_cycle, exploration)
+    check_schedule("csgld", num_cycles, samples_per_cycle, exploration, burn_in)
     if step_size <= 0 or temperature < 0 or weight_decay < 0:
         raise UsageError("csgld needs step_size > 0, temperature >= 0 and weight_decay >= 0")
     solver = overdamped_langevin()
@@ -63,7 +65,7 @@ def make(
     def move(key, params, inner, drift, eta, tau):
         return solver(key, params, drift, eta, tau), inner
 
-    schedule = (num_cycles, samples_per_cycle, exploration)
+    schedule = (num_cycles, samples_per_cycle, exploration, burn_in)
     return sgmcmc_method(
         likelihood, label_smoothing, schedule, move, lambda params: (), step_size, temperature,
         weight_decay, seed,

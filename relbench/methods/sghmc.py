@@ -37,9 +37,10 @@ def make(
     friction: float = 0.5,
     temperature: float = 1e-5,
     weight_decay: float = 1e-4,
-    num_cycles: int = 4,
-    samples_per_cycle: int = 2,
+    num_cycles: int = 2,
+    samples_per_cycle: int = 3,
     exploration: float = 0.5,
+    burn_in: float = 0.5,
     seed: int = 0,
     label_smoothing: float = 0.0,
 ) -> Method:
@@ -49,11 +50,11 @@ def make(
     friction: alpha (momentum ``1 - alpha eta``).
     temperature: tau, per example (1 / N samples the Bayesian posterior).
     weight_decay: the Gaussian prior's precision per example.
-    num_cycles, samples_per_cycle, exploration: the cyclical schedule.
+    num_cycles, samples_per_cycle, exploration, burn_in: the cyclical schedule.
     seed: the noise's key.
     label_smoothing: mass moved from the label to the uniform distribution.
     """
-    check_schedule("sghmc", num_cycles, samples_per_cycle, exploration)
+    check_schedule("sghmc", num_cycles, samples_per_cycle, exploration, burn_in)
     if step_size <= 0 or not 0 < friction * step_size <= 1 or temperature < 0:
         raise UsageError(
             "sghmc needs step_size > 0, 0 < friction * step_size <= 1, temperature >= 0"
@@ -63,7 +64,7 @@ def make(
     def move(key, params, momentum, drift, eta, tau):
         return solver(key, params, momentum, drift, eta, tau)
 
-    schedule = (num_cycles, samples_per_cycle, exploration)
+    schedule = (num_cycles, samples_per_cycle, exploration, burn_in)
     return sgmcmc_method(
         likelihood, label_smoothing, schedule, move, lambda p: jax.tree.map(jnp.zeros_like, p),
         step_size, temperature, weight_decay, seed,

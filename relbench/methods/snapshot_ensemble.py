@@ -22,20 +22,22 @@ from relbench.methods.trajectory import Schedule, check_schedule, collect_snapsh
 
 def make(
     likelihood: Likelihood = CATEGORICAL,
-    num_cycles: int = 4,
+    num_cycles: int = 3,
     samples_per_cycle: int = 1,
+    burn_in: float = 0.25,
     label_smoothing: float = 0.0,
 ) -> Method:
     """Args:
     likelihood: the dataset's likelihood (given by the loop).
     num_cycles: C, the learning-rate cycles (restarts).
     samples_per_cycle: snapshots at the end of each cycle, one step apart.
+    burn_in: the fraction of training before the first cycle (at the full learning rate).
     label_smoothing: mass moved from the label to the uniform distribution.
     """
-    check_schedule("snapshot_ensemble", num_cycles, samples_per_cycle, 0.0)
+    check_schedule("snapshot_ensemble", num_cycles, samples_per_cycle, 0.0, burn_in)
 
     def optimizer(tx, total_steps):
-        schedule = Schedule(total_steps, num_cycles, samples_per_cycle, exploration=0.0)
+        schedule = Schedule(total_steps, num_cycles, samples_per_cycle, 0.0, burn_in)
 
         def step(grads, inner, params, count, factor, sampling):
             del count, sampling  # the cyclic learning rate is the whole change

@@ -1,9 +1,10 @@
 """Trajectory posteriors: weight snapshots collected by the optimizer wrapper, on a
 cyclical schedule, as the members of a method.
 
-Training of ``T`` steps runs ``C`` cycles of length ``L = floor(T / C)`` (the ``T - C L``
-leftover steps run first, at the full step size). Within a cycle, at position
-``t in [0, L)``, the step size follows the cosine [1, 2]
+Training of ``T`` steps ends with ``C`` cycles of length ``L = floor((1 - b) T / C)``; the
+``T - C L`` steps before them (a ``burn_in`` fraction ``b``, and the leftover) run at the
+full step size, so that no member is a snapshot of a barely trained network. Within a
+cycle, at position ``t in [0, L)``, the step size follows the cosine [1, 2]
 
     eta_t = eta_0 / 2 * (cos(pi t / L) + 1),
 
@@ -69,10 +70,11 @@ class Schedule:
     num_cycles: int
     per_cycle: int
     exploration: float
+    burn_in: float = 0.0
 
     @property
     def length(self) -> int:
-        return max(self.total_steps // self.num_cycles, 1)
+        return max(math.floor((1.0 - self.burn_in) * self.total_steps) // self.num_cycles, 1)
 
     @property
     def gap(self) -> int:
@@ -80,7 +82,7 @@ class Schedule:
 
     def position(self, count: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(cycle, t)`` of the step that makes the ``count``-th iterate (cycle < 0:
-        the leftover steps before the first cycle)."""
+        the burn-in steps before the first cycle)."""
         offset = self.total_steps - self.num_cycles * self.length
         index = count - 1 - offset
         return jnp.floor_divide(index, self.length), jnp.mod(index, self.length)
@@ -133,11 +135,15 @@ def collect_snapshots(
     return optax.GradientTransformation(init, update)
 
 
-def check_schedule(name: str, num_cycles: int, per_cycle: int, exploration: float) -> None:
+def check_schedule(
+    name: str, num_cycles: int, per_cycle: int, exploration: float, burn_in: float
+) -> None:
     if num_cycles < 1 or per_cycle < 1:
         raise UsageError(f"{name} needs num_cycles >= 1 and samples_per_cycle >= 1")
-    if not 0.0 <= exploration < 1.0:
-        raise UsageError(f"{name} needs 0 <= exploration < 1, got {exploration}")
+    if not (0.0 <= exploration < 1.0 and 0.0 <= burn_in < 1.0):
+        raise UsageError(
+            f"{name} needs 0 <= exploration < 1 and 0 <= burn_in < 1, got {exploration}, {burn_in}"
+        )
 
 
 def snapshot_method(
@@ -189,7 +195,7 @@ def noise_key(seed: int, count: jax.Array) -> jax.Array:
 def sgmcmc_method(
     likelihood: Likelihood,
     label_smoothing: float,
-    schedule_args: tuple[int, int, float],
+    schedule_args: tuple[int, int, float, float],
     move: Callable[..., tuple[Any, Any]],
     init_inner: Callable[[Any], Any],
     step_size: float,
@@ -200,11 +206,11 @@ def sgmcmc_method(
     """A cyclical SG-MCMC method: ``move(key, params, inner, drift, eta, tau) ->
     (params, inner)`` is one step of the sampler's solver; the run's optimizer is not
     used (the sampler is the update rule)."""
-    num_cycles, per_cycle, exploration = schedule_args
+    num_cycles, per_cycle, exploration, burn_in = schedule_args
 
     def optimizer(tx, total_steps):
         del tx
-        schedule = Schedule(total_steps, num_cycles, per_cycle, exploration)
+        schedule = Schedule(total_steps, num_cycles, per_cycle, exploration, burn_in)
 
         def step(grads, inner, params, count, factor, sampling):
             drift = log_density_gradient(grads, params, weight_decay)

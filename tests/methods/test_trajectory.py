@@ -28,7 +28,7 @@ def test_schedule_collects_at_the_end_of_every_cycle():
 
 
 def test_snapshot_ensemble_keeps_the_iterates_at_the_cycle_ends():
-    tx = methods.make("snapshot_ensemble", num_cycles=3).optimizer(optax.sgd(0.1), 9)
+    tx = methods.make("snapshot_ensemble", num_cycles=3, burn_in=0.0).optimizer(optax.sgd(0.1), 9)
     params = {"w": jnp.array([2.0, -1.0])}
     state = tx.init(params)
     iterates = []
@@ -63,6 +63,7 @@ def test_csgld_samples_match_the_bayesian_linear_regression_posterior():
         num_cycles=40,
         samples_per_cycle=10,
         exploration=0.0,  # noise-free exploration would pull each cycle to the mode
+        burn_in=0.0,
     )
     total = 40 * 100
     tx = method.optimizer(optax.identity(), total)
