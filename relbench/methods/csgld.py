@@ -12,7 +12,8 @@ distribution is ``p~^(1 / tau)``: ``tau = 1 / N`` (N training examples) is the B
 posterior, a smaller ``tau`` a cold one [3]. The first ``exploration`` fraction of each
 cycle runs without noise (``tau = 0``: gradient descent); in the rest
 ``samples_per_cycle`` samples are collected as members. The run's optimizer is not
-used: the sampler is the update rule.
+used after the burn-in (the fraction ``burn_in`` of training before the first cycle):
+the sampler is the update rule.
 
 References:
   [1] Welling, Teh. Bayesian Learning via Stochastic Gradient Langevin Dynamics. ICML

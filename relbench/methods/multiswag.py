@@ -4,7 +4,7 @@ The deep ensemble (``relbench.methods.deep_ensemble``) trains M members as one
 vectorized program, every variable with a leading member axis; SWAG's optimizer
 wrapper (``relbench.methods.swag``) keeps its moments elementwise, so over the stacked
 parameters it keeps each member's own moments. A draw samples every member from its
-own SWAG posterior (independent low-rank noise per member), so the ``S`` samples of the
+own SWAG posterior (independent noise per member), so the ``S`` samples of the
 M-member model are ``S M`` members: a mixture of M Gaussians over the weights.
 
 References:
@@ -14,26 +14,29 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import jax
+import jax.numpy as jnp
 
 from relbench.methods import deep_ensemble, swag
 from relbench.methods.likelihoods import CATEGORICAL, Likelihood
 from relbench.methods.method import Method
 
 
-def member_sample(moments: swag.MomentsState, key: jax.Array, scale: float):
-    """One SWAG draw per member: ``swag.sample`` mapped over the member axis (leading
-    on the moments, second on the ``[K, M, ...]`` deviations)."""
-    members = jax.tree.leaves(moments.mean)[0].shape[0]
+def member_sample(moments: swag.MomentsState, key: jax.Array, scale: float, members: int):
+    """One SWAG draw per member: member ``m``'s slice of ``swag.sample`` with its own key
+    (independent diagonal and low-rank noise per member). Leaves without the member
+    axis (layers the deep ensemble shares, such as a recurrent cell) take the first
+    member's draw."""
+    draws = jax.vmap(lambda k: swag.sample(moments, k, scale))(jax.random.split(key, members))
 
-    def one(mean, second, deviations, member_key):
-        single = moments._replace(mean=mean, second_moment=second, deviations=deviations)
-        return swag.sample(single, member_key, scale)
+    def pick(draw, mean):  # draw: [M, ...] samples of a leaf
+        if mean.ndim and mean.shape[0] == members:
+            return draw[jnp.arange(members), jnp.arange(members)]  # member m of sample m
+        return draw[0]
 
-    deviation_axis = None if moments.deviations is None else 1
-    return jax.vmap(one, in_axes=(0, 0, deviation_axis, 0))(
-        moments.mean, moments.second_moment, moments.deviations, jax.random.split(key, members)
-    )
+    return jax.tree.map(pick, draws, moments.mean)
 
 
 def make(
@@ -56,6 +59,5 @@ def make(
     label_smoothing: mass moved from the label to the uniform distribution.
     """
     ensemble = deep_ensemble.make(likelihood, ensemble_size, unroll_conv, label_smoothing)
-    return swag.swag_of(
-        ensemble, start_fraction, num_collected, rank, num_samples, member_sample, scale
-    )
+    sampler = functools.partial(member_sample, members=ensemble_size)
+    return swag.swag_of(ensemble, start_fraction, num_collected, rank, num_samples, sampler, scale)

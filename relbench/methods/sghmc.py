@@ -33,8 +33,8 @@ from relbench.methods.trajectory import check_schedule, sgmcmc_method
 
 def make(
     likelihood: Likelihood = CATEGORICAL,
-    step_size: float = 0.2,
-    friction: float = 0.5,
+    step_size: float = 0.1,
+    friction: float = 1.0,
     temperature: float = 1e-5,
     weight_decay: float = 1e-4,
     num_cycles: int = 2,

@@ -19,9 +19,10 @@ step taken (``step(grads, inner, params, count, factor, sampling)``):
 * ``csgld`` [2]: Langevin dynamics (blackjax's overdamped Langevin solver);
 * ``sghmc`` [2, 3]: stochastic-gradient HMC (blackjax's SGHMC solver).
 
-For SG-MCMC the first ``exploration`` fraction of each cycle is optimization (no noise)
-and the rest sampling. The noise key is ``fold_in(key(seed), step)``: nothing random
-is kept in the state, so a resumed run draws the same numbers.
+For SG-MCMC the burn-in is the run's own optimizer, the first ``exploration`` fraction
+of each cycle is optimization by the sampler without noise, and the rest sampling. The
+noise key is ``fold_in(key(seed), step)``: nothing random is kept in the state, so a
+resumed run draws the same numbers.
 
 References:
   [1] Huang, Li, Pleiss, Liu, Hopcroft, Weinberger. Snapshot Ensembles: Train 1, get M
@@ -35,6 +36,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -204,21 +206,28 @@ def sgmcmc_method(
     seed: int,
 ) -> Method:
     """A cyclical SG-MCMC method: ``move(key, params, inner, drift, eta, tau) ->
-    (params, inner)`` is one step of the sampler's solver; the run's optimizer is not
-    used (the sampler is the update rule)."""
+    (params, inner)`` is one step of the sampler's solver. The burn-in steps before the
+    first cycle are the run's optimizer (optimization to a mode, at the run's own
+    settings); the cycles are the sampler."""
     num_cycles, per_cycle, exploration, burn_in = schedule_args
 
     def optimizer(tx, total_steps):
-        del tx
         schedule = Schedule(total_steps, num_cycles, per_cycle, exploration, burn_in)
 
         def step(grads, inner, params, count, factor, sampling):
+            tx_state, sampler_state = inner
             drift = log_density_gradient(grads, params, weight_decay)
             tau = jnp.where(sampling, temperature, 0.0)
             key = noise_key(seed, count)
-            moved, inner = move(key, params, inner, drift, step_size * factor, tau)
-            return jax.tree.map(lambda new, old: new - old, moved, params), inner
+            moved, new_sampler = move(key, params, sampler_state, drift, step_size * factor, tau)
+            sampled = jax.tree.map(lambda new, old: new - old, moved, params)
+            optimized, new_tx = tx.update(grads, tx_state, params)
+            burning = schedule.position(count)[0] < 0
+            choose = functools.partial(jax.tree.map, lambda a, b: jnp.where(burning, a, b))
+            return choose(optimized, sampled), (choose(new_tx, tx_state), new_sampler)
 
-        return collect_snapshots(step, init_inner, schedule)
+        return collect_snapshots(
+            step, lambda params: (tx.init(params), init_inner(params)), schedule
+        )
 
     return snapshot_method(likelihood, label_smoothing, optimizer, num_cycles * per_cycle)

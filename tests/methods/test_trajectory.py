@@ -94,17 +94,14 @@ def test_multiswag_draws_each_member_from_its_own_swag_posterior():
         second_moment={"w": jnp.square(mean["w"]) + 0.1},
         deviations={"w": jax.random.normal(k[1], (rank, members, 4))},
     )
-    draw = jax.jit(multiswag.member_sample, static_argnums=2)(moments, k[2], 0.5)["w"]
-
-    @jax.jit
-    def member(m, key):
-        single = moments._replace(
-            mean={"w": mean["w"][m]},
-            second_moment={"w": moments.second_moment["w"][m]},
-            deviations={"w": moments.deviations["w"][:, m]},
-        )
-        return swag.sample(single, key, 0.5)["w"]
-
-    want = jax.vmap(member)(jnp.arange(members), jax.random.split(k[2], members))
+    sample = jax.jit(multiswag.member_sample, static_argnums=(2, 3))
+    draw = sample(moments, k[2], 0.5, members)["w"]
+    keys = jax.random.split(k[2], members)
+    want = jnp.stack(
+        [
+            jax.jit(swag.sample, static_argnums=2)(moments, keys[m], 0.5)["w"][m]
+            for m in range(members)
+        ]
+    )
     np.testing.assert_allclose(draw, want, rtol=1e-6)
     assert not np.allclose(draw[0] - mean["w"][0], draw[1] - mean["w"][1])
