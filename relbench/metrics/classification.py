@@ -42,6 +42,7 @@ from relbench.metrics.calibration import (
     calibration_bins,
 )
 from relbench.metrics.diversity import ENSEMBLE_DIVERSITY
+from relbench.metrics.groups import GROUP_METRICS
 from relbench.metrics.multilabel import (
     MULTILABEL_IN_DISTRIBUTION,
     MULTILABEL_OUT_OF_DISTRIBUTION,
@@ -151,8 +152,9 @@ SCORE_METRICS = (UNCERTAINTY_SCORES, MULTILABEL_UNCERTAINTY_SCORES)
 def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
     """The metrics reported for an evaluation set: the one place this is decided.
 
-    Classification sets also get the soft-label scores, which report only for sets
-    whose batches carry soft labels; multi-label sets get ``multilabel.py``'s suite.
+    Classification sets also get the soft-label scores and the per-group metrics, which
+    report only for sets whose batches carry soft labels (``"soft_label"``) or group
+    memberships (``"group"``); multi-label sets get ``multilabel.py``'s suite.
     """
     if task == "regression":
         return REGRESSION_OUT_OF_DISTRIBUTION if is_ood else REGRESSION_IN_DISTRIBUTION
@@ -162,7 +164,7 @@ def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
         raise ValueError(
             f"no metric suite for task '{task}'; use classification, multilabel or regression"
         )
-    return OUT_OF_DISTRIBUTION if is_ood else (*IN_DISTRIBUTION, SOFT_LABEL_SCORES)
+    return OUT_OF_DISTRIBUTION if is_ood else (*IN_DISTRIBUTION, SOFT_LABEL_SCORES, GROUP_METRICS)
 
 
 def _predictions(log_probs, labels, mask) -> Predictions:
