@@ -20,7 +20,8 @@ perturbation. Training minimizes the negative ELBO per example,
     1/M sum_m [ NLL_m + KL(q_m || p) / N ],
 
 ``N`` the number of training examples; each layer sows ``sum_m KL(q_m || p)`` into
-the ``"kl_divergence"`` collection, summed in closed form [2, 3]:
+the ``"kl_divergence"`` collection, summed in closed form [2, 3] (the registered KLs of
+``relbench.ppl.divergences``):
 
     KL(N(mu, s^2) || N(mu0, s0^2)) = log(s0 / s) + (s^2 + (mu - mu0)^2) / (2 s0^2) - 1/2,
     KL(Cauchy(mu, s) || Cauchy(mu0, s0)) = log(((s + s0)^2 + (mu - mu0)^2) / (4 s s0)).
@@ -39,40 +40,49 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from relbench import ppl
 from relbench.errors import UsageError
 from relbench.layers.batchensemble import BatchEnsembleConv, BatchEnsembleDense
+from relbench.ppl import divergences
+from relbench.ppl.divergences import softplus_inverse
 
 KL_COLLECTION = "kl_divergence"
 RNG_STREAM = "rank1"
 
 
+#: The posterior family of each factor entry (a ppl distribution) and its noise sampler.
+POSTERIORS: dict[str, tuple[Any, Callable[..., jax.Array]]] = {
+    "gaussian": (ppl.Normal, jax.random.normal),
+    "cauchy": (ppl.Cauchy, jax.random.cauchy),
+}
+
+
+def factor_distribution(posterior: str, loc: Any, scale: Any) -> Any:
+    """``Q(loc, scale)``, the posterior (or prior) family of a factor entry."""
+    family, _ = POSTERIORS[posterior]
+    return family.distribution(loc, scale)
+
+
+def _elementwise_kl(posterior: str, loc, scale, prior_loc, prior_scale) -> jax.Array:
+    q = factor_distribution(posterior, loc, scale)
+    return q.kl_divergence(factor_distribution(posterior, prior_loc, prior_scale))
+
+
 def gaussian_kl(mean, scale, prior_mean, prior_scale) -> jax.Array:
-    """Elementwise ``KL(N(mean, scale^2) || N(prior_mean, prior_scale^2))``."""
-    return (
-        jnp.log(prior_scale / scale)
-        + (scale**2 + (mean - prior_mean) ** 2) / (2.0 * prior_scale**2)
-        - 0.5
-    )
+    """Elementwise ``KL(N(mean, scale^2) || N(prior_mean, prior_scale^2))`` (distrax's)."""
+    return _elementwise_kl("gaussian", mean, scale, prior_mean, prior_scale)
 
 
 def cauchy_kl(loc, scale, prior_loc, prior_scale) -> jax.Array:
-    """Elementwise ``KL(Cauchy(loc, scale) || Cauchy(prior_loc, prior_scale))``."""
-    return jnp.log(
-        ((scale + prior_scale) ** 2 + (loc - prior_loc) ** 2) / (4.0 * scale * prior_scale)
-    )
-
-
-POSTERIORS: dict[str, tuple[Callable[..., jax.Array], Callable[..., jax.Array]]] = {
-    "gaussian": (jax.random.normal, gaussian_kl),
-    "cauchy": (jax.random.cauchy, cauchy_kl),
-}
+    """Elementwise ``KL(Cauchy(loc, scale) || Cauchy(prior_loc, prior_scale))`` (TFP's)."""
+    return _elementwise_kl("cauchy", loc, scale, prior_loc, prior_scale)
 
 
 def check_posterior(posterior: str) -> None:
@@ -84,20 +94,15 @@ def sample_factors(
     key: jax.Array, loc: jax.Array, scale: jax.Array, rows: int, posterior: str
 ) -> jax.Array:
     """One draw per row: ``[M, D]`` locations and scales -> ``[M, rows, D]`` factors."""
-    sampler, _ = POSTERIORS[posterior]
+    _, sampler = POSTERIORS[posterior]
     noise = sampler(key, (loc.shape[0], rows, loc.shape[1]), loc.dtype)  # [M, rows, D]
     return loc[:, None] + scale[:, None] * noise
 
 
 def factor_kl(loc: jax.Array, scale: jax.Array, prior_scale: float, posterior: str) -> jax.Array:
     """``sum_m KL(q_m || p)`` over all entries, prior ``Q(1, prior_scale)``."""
-    _, kl = POSTERIORS[posterior]
-    return jnp.sum(kl(loc, scale, 1.0, prior_scale))
-
-
-def inverse_softplus(y: float) -> float:
-    """The ``x`` with ``softplus(x) = y`` (for initializing scales)."""
-    return math.log(math.expm1(y))
+    prior = factor_distribution(posterior, 1.0, prior_scale)
+    return divergences.kl_divergence(factor_distribution(posterior, loc, scale), prior)
 
 
 class Rank1Factors:
@@ -112,7 +117,7 @@ class Rank1Factors:
         check_posterior(self.posterior)
         members, rows = self.ensemble_size, inputs.shape[0] // self.ensemble_size
         sizes = {"alpha": inputs.shape[-1], "gamma": self.features}
-        scale_init = nn.initializers.constant(inverse_softplus(self.posterior_scale_init))
+        scale_init = nn.initializers.constant(softplus_inverse(self.posterior_scale_init))
         loc = [
             self.param(f"{n}_loc", self.fast_weight_init, (members, d)) for n, d in sizes.items()
         ]
@@ -154,6 +159,4 @@ class Rank1Conv(Rank1Factors, BatchEnsembleConv):
     posterior_scale_init: float = 0.01
 
 
-def kl_sum(collection) -> jax.Array:
-    """The total KL sown by every rank-1 layer of a model (0 if there are none)."""
-    return sum((jnp.sum(leaf) for leaf in jax.tree.leaves(collection)), jnp.zeros(()))
+kl_sum = divergences.kl_sum  # the total KL sown by every rank-1 layer (0 if none)

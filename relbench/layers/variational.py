@@ -53,7 +53,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -61,9 +60,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.stats import norm
 
+from relbench import ppl
 from relbench.errors import UsageError
+from relbench.ppl import divergences
+from relbench.ppl.divergences import softplus_inverse
+from relbench.ppl.priors import NormalPrior, WeightPrior, normal_posterior
+from relbench.ppl.priors import ScaleMixturePrior as ScaleMixturePrior  # re-exported
 
 Array = jax.Array
 ApplyKernel = Callable[[Array, Array], Array]
@@ -75,12 +78,6 @@ ESTIMATORS = ("reparameterization", "flipout")
 
 
 # ------------------------------------------------------------------ initializers
-
-
-def softplus_inverse(x: Array | float) -> Array:
-    """The ``rho`` with ``softplus(rho) = x`` (for ``x > 0``)."""
-    x = jnp.asarray(x)
-    return x + jnp.log(-jnp.expm1(-x))
 
 
 def raw_scale_init(stddev: float) -> Initializer:
@@ -101,6 +98,9 @@ def posterior_scale(raw_scale: Array) -> Array:
     return jax.nn.softplus(raw_scale)
 
 
+posterior = normal_posterior  # q(W) = N(loc, scale^2)
+
+
 # ----------------------------------------------------------------------- priors
 
 
@@ -108,52 +108,11 @@ class Prior(Protocol):
     def log_prob(self, weights: Array) -> Array: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class NormalPrior:
-    """``p(w) = N(w; loc, scale^2)`` for every weight; the KL has a closed form."""
-
-    loc: float = 0.0
-    scale: float = 1.0
-
-    def log_prob(self, weights: Array) -> Array:
-        """The summed log density: a regularizer ``weights -> scalar`` (negate it)."""
-        return jnp.sum(norm.logpdf(weights, self.loc, self.scale))
-
-    def kl(self, loc: Array, scale: Array) -> Array:
-        """Closed-form ``KL(N(loc, scale^2) || N(self.loc, self.scale^2))``, summed."""
-        return jnp.sum(
-            jnp.log(self.scale / scale)
-            + (scale**2 + (loc - self.loc) ** 2) / (2.0 * self.scale**2)
-            - 0.5
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class ScaleMixturePrior:
-    """``p(w) = weight N(w; 0, scale1^2) + (1 - weight) N(w; 0, scale2^2)`` [1]."""
-
-    weight: float = 0.5
-    scale1: float = 1.0
-    scale2: float = math.exp(-6.0)
-
-    def log_prob(self, weights: Array) -> Array:
-        """The summed log density: a regularizer ``weights -> scalar`` (negate it)."""
-        log_components = jnp.stack(
-            [
-                math.log(self.weight) + norm.logpdf(weights, 0.0, self.scale1),
-                math.log1p(-self.weight) + norm.logpdf(weights, 0.0, self.scale2),
-            ]
-        )
-        return jnp.sum(jax.nn.logsumexp(log_components, axis=0))
-
-
-def kl_divergence(prior: Prior, loc: Array, scale: Array, sample: Array) -> Array:
-    """``KL(q || p)`` for ``q = N(loc, scale^2)``: closed form if the prior has one,
-    else the one-sample Monte Carlo estimate ``log q(sample) - log p(sample)``."""
-    closed_form = getattr(prior, "kl", None)
-    if closed_form is not None:
-        return closed_form(loc, scale)
-    return jnp.sum(norm.logpdf(sample, loc, scale)) - prior.log_prob(sample)
+def kl_divergence(prior: Prior, loc: Array, scale: Array, sample: Array | None) -> Array:
+    """``KL(q || p)`` for ``q = N(loc, scale^2)``: closed form where registered, else
+    the one-sample Monte Carlo estimate ``log q(sample) - log p(sample)``."""
+    p = prior.distribution() if isinstance(prior, WeightPrior) else prior
+    return divergences.kl_divergence(posterior(loc, scale), p, sample)
 
 
 # ----------------------------------------------------------- pure estimator cores
@@ -277,13 +236,21 @@ def _weight_key(module: nn.Module, stream: str) -> Array:
     return module.make_rng(stream)
 
 
+def weight_name(module: nn.Module) -> str:
+    """``"Dense_0/kernel"``: the kernel's name in tapes, by the layer's module path."""
+    return "/".join((*module.path, "kernel"))
+
+
 def _record_kl(module: nn.Module, prior: Prior, loc: Array, scale: Array, sample: Array) -> None:
     if module.is_initializing():
         return  # the KL is a training signal, not state: keep it out of the variables
+    # The sampled kernel is a ppl random variable named by the layer's path, so that
+    # `with ppl.tape() as rvs: model.apply(...)` records every layer's weights by name.
+    kernel = ppl.Normal(loc, scale, name=weight_name(module), value=sample)
     module.sow(
         KL_COLLECTION,
         "kl",
-        kl_divergence(prior, loc, scale, sample),
+        kl_divergence(prior, loc, scale, kernel.value),
         init_fn=lambda: jnp.zeros(()),
         reduce_fn=lambda _, new: new,  # shared weights: their KL counts once
     )

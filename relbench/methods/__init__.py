@@ -13,12 +13,16 @@ from typing import Any
 from relbench.errors import UsageError
 from relbench.methods import (
     batchensemble,
+    csgld,
     deep_ensemble,
     deterministic,
     heteroscedastic,
     mc_dropout,
     mimo,
+    multiswag,
     rank1,
+    sghmc,
+    snapshot_ensemble,
     sngp,
     swag,
     variational,
@@ -40,6 +44,10 @@ METHODS = Registry(
         "variational": variational.make,
         "heteroscedastic": heteroscedastic.make,
         "swag": swag.make,
+        "snapshot_ensemble": snapshot_ensemble.make,
+        "multiswag": multiswag.make,
+        "csgld": csgld.make,
+        "sghmc": sghmc.make,
     },
     entry_points="relbench.methods",
 )

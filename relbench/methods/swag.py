@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -47,13 +48,12 @@ import optax
 
 from relbench.errors import UsageError
 from relbench.methods.likelihoods import CATEGORICAL, Likelihood
-from relbench.methods.method import Method, dense_head, likelihood_loss, rng_dict
-from relbench.methods.precise_bn import (
-    BATCH_STATS,
-    accumulate,
-    batch_statistics,
-    population_statistics,
-    zero_sums,
+from relbench.methods.method import Method, dense_head, likelihood_loss, single_pass_predict
+from relbench.methods.precise_bn import BATCH_STATS
+from relbench.methods.weight_samples import (
+    sample_predict,
+    sample_statistics,
+    zero_sample_statistics,
 )
 
 
@@ -162,6 +162,30 @@ def make(
     scale: the covariance's scale at sampling time (0: every sample is the mean).
     label_smoothing: mass moved from the label to the uniform distribution.
     """
+    likelihood = likelihood.smoothed(label_smoothing)
+
+    def layers(base):
+        return dataclasses.replace(base, head=dense_head(likelihood, base.dense))
+
+    base = Method(
+        layers=layers,
+        loss_fn=likelihood_loss(likelihood, ("batch_stats",)),
+        predict_fn=single_pass_predict,
+    )
+    return swag_of(base, start_fraction, num_collected, rank, num_samples, sample, scale)
+
+
+def swag_of(
+    base: Method,
+    start_fraction: float,
+    num_collected: int,
+    rank: int,
+    num_samples: int,
+    sampler: Callable[[MomentsState, jax.Array, float], Any],
+    scale: float,
+) -> Method:
+    """``base`` (its layers and loss) with the SWAG optimizer wrapper, after-training
+    step and prediction: the composition MultiSWAG reuses over a deep ensemble."""
     if not 0.0 <= start_fraction < 1.0:
         raise UsageError(f"swag needs 0 <= start_fraction < 1, got {start_fraction}")
     if num_collected < 1 or num_samples < 1 or not 0 <= rank <= num_collected:
@@ -171,84 +195,38 @@ def make(
         )
     if scale < 0:
         raise UsageError(f"swag needs scale >= 0, got {scale}")
-    likelihood = likelihood.smoothed(label_smoothing)
-    loss_fn = likelihood_loss(likelihood, ("batch_stats",))
-    streams = ("dropout",)
-
-    def layers(base):
-        return dataclasses.replace(base, head=dense_head(likelihood, base.dense))
+    loss_fn = base.loss_fn
+    streams = base.rng_streams
 
     def optimizer(tx, total_steps):
         return track_moments(tx, total_steps, start_fraction, num_collected, rank)
 
+    def draw(state, index):
+        return sampler(
+            state.opt_state, jax.random.wrap_key_data(state.fitted["sample_keys"][index]), scale
+        )
+
+    statistics = sample_statistics(loss_fn, streams, draw, num_samples)
+
     def init_fitted(variables):
-        batch_stats = variables.get(BATCH_STATS, {})
         return {
             "sample_keys": jnp.zeros((num_samples, 2), jnp.uint32),
-            BATCH_STATS: jax.tree.map(lambda s: jnp.zeros((num_samples, *s.shape)), batch_stats),
+            BATCH_STATS: zero_sample_statistics(variables, num_samples),
         }
 
     def after_training(apply_fn, state, data, key):
-        moments = state.opt_state  # the schedule collects at least the final iterate
-        sample_keys = jax.random.split(key, num_samples)
-        mean_state = state.replace(params=moments.mean)
-        has_batch_norm = bool(jax.tree.leaves(state.collections.get(BATCH_STATS, {})))
-        if not has_batch_norm:
-            fitted = {"sample_keys": jax.random.key_data(sample_keys), BATCH_STATS: {}}
-            return mean_state.replace(fitted=fitted)
+        # The schedule collects at least the final iterate; the parameters become the mean.
+        sample_keys = jax.random.key_data(jax.random.split(key, num_samples))
+        state = state.replace(
+            params=state.opt_state.mean, fitted={**state.fitted, "sample_keys": sample_keys}
+        )
+        fitted = {"sample_keys": sample_keys, BATCH_STATS: statistics(apply_fn, state, data, key)}
+        return state.replace(fitted=fitted)
 
-        def statistics(params, batch, batch_key):
-            variables = {**state.variables, "params": params}
-            return batch_statistics(
-                loss_fn,
-                apply_fn,
-                variables,
-                batch,
-                rng_dict(batch_key, streams),
-                step=state.step,
-                num_train_examples=0,  # the likelihood's loss reads neither
-            )
-
-        @jax.jit
-        def add_batch(sums, batch, batch_key):
-            at_samples = jax.lax.map(
-                lambda k: statistics(sample(moments, k, scale), batch, batch_key), sample_keys
-            )  # [S, ...] per leaf, one sample at a time
-            return accumulate(sums, at_samples)
-
-        stacked = state.fitted[BATCH_STATS]  # [S, ...] zeros: the slot init_fitted made
-        sums, count = zero_sums(stacked), 0
-        for count, batch in enumerate(data("train"), start=1):
-            sums = add_batch(sums, batch, jax.random.fold_in(key, count))
-        fitted = {
-            "sample_keys": jax.random.key_data(sample_keys),
-            BATCH_STATS: population_statistics(sums, count),
-        }
-        return mean_state.replace(fitted=fitted)
-
-    def predict_fn(apply_fn, state, inputs, key):
-        del key  # the samples are the fitted ones
-        moments = state.opt_state
-        keys = jax.random.wrap_key_data(state.fitted["sample_keys"])
-
-        def one_sample(sample_inputs):
-            sample_key, batch_stats = sample_inputs
-            variables = {**state.variables, "params": sample(moments, sample_key, scale)}
-            if batch_stats:
-                variables[BATCH_STATS] = batch_stats
-            return apply_fn(variables, inputs, train=False)
-
-        # One sample at a time: [S, M, B, ...], then every sample of every member is a member.
-        logits, extras = jax.lax.map(one_sample, (keys, state.fitted[BATCH_STATS]))
-        merge = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
-        return merge(logits), jax.tree.map(merge, extras)
-
-    return Method(
-        layers=layers,
-        loss_fn=loss_fn,
-        predict_fn=predict_fn,
+    return dataclasses.replace(
+        base,
+        predict_fn=sample_predict(draw, num_samples),
         optimizer=optimizer,
         after_training=after_training,
         init_fitted=init_fitted,
-        rng_streams=streams,
     )

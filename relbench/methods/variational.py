@@ -24,31 +24,49 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
+from relbench import ppl
 from relbench.errors import UsageError
 from relbench.layers import variational as vl
 from relbench.methods.likelihoods import CATEGORICAL, Likelihood
 from relbench.methods.method import LossFn, Method, dense_head, sampled_predict
+from relbench.ppl import divergences
 
 LAYERS = ("dense", "conv", "head", "cell")
-PRIORS = ("normal", "scale_mixture")
+#: Prior name -> (ppl family, its parameters from the method's hyperparameters).
+PRIORS: dict[str, Callable[..., vl.WeightPrior]] = {
+    "normal": lambda scale, weight, scale2, df: vl.NormalPrior(0.0, scale),
+    "scale_mixture": lambda scale, weight, scale2, df: vl.ScaleMixturePrior(weight, scale, scale2),
+    "laplace": lambda scale, weight, scale2, df: vl.WeightPrior(
+        ppl.Laplace, (("loc", 0.0), ("scale", scale))
+    ),
+    "student_t": lambda scale, weight, scale2, df: vl.WeightPrior(
+        ppl.StudentT, (("df", df), ("loc", 0.0), ("scale", scale))
+    ),
+    "horseshoe": lambda scale, weight, scale2, df: vl.WeightPrior(
+        ppl.Horseshoe, (("scale", scale),)
+    ),
+}
 
 
 def make_prior(
-    prior: str, prior_scale: float, mixture_weight: float, mixture_scale2: float
-) -> vl.Prior:
+    prior: str,
+    prior_scale: float,
+    mixture_weight: float,
+    mixture_scale2: float,
+    prior_df: float = 3.0,
+) -> vl.WeightPrior:
     """``"normal"``: N(0, prior_scale^2); ``"scale_mixture"``: ``mixture_weight``
-    N(0, prior_scale^2) + (1 - mixture_weight) N(0, mixture_scale2^2)."""
-    if prior == "normal":
-        return vl.NormalPrior(0.0, prior_scale)
-    if prior == "scale_mixture":
-        return vl.ScaleMixturePrior(mixture_weight, prior_scale, mixture_scale2)
-    raise UsageError(f"unknown variational prior '{prior}'; choose one of: {', '.join(PRIORS)}")
+    N(0, prior_scale^2) + (1 - mixture_weight) N(0, mixture_scale2^2); ``"laplace"``,
+    ``"student_t"`` (``prior_df`` degrees of freedom), ``"horseshoe"``: centred at 0
+    with scale ``prior_scale``. The Normal's KL is analytic, the others' Monte Carlo."""
+    if prior not in PRIORS:
+        raise UsageError(f"unknown variational prior '{prior}'; choose one of: {', '.join(PRIORS)}")
+    return PRIORS[prior](prior_scale, mixture_weight, mixture_scale2, prior_df)
 
 
 def kl_weight(step: jax.Array, kl_annealing_steps: int) -> jax.Array:
@@ -58,9 +76,7 @@ def kl_weight(step: jax.Array, kl_annealing_steps: int) -> jax.Array:
     return jnp.minimum(1.0, (step + 1) / kl_annealing_steps)
 
 
-def total_kl(collection: Mapping[str, Any]) -> jax.Array:
-    """The sum of every KL the layers sowed into a collection (0 if there are none)."""
-    return sum((jnp.sum(leaf) for leaf in jax.tree.leaves(collection)), jnp.zeros(()))
+total_kl = divergences.kl_sum  # the sum of every KL the layers sowed into a collection
 
 
 def elbo_loss(
@@ -103,6 +119,7 @@ def make(
     prior_scale: float = 1.0,
     mixture_weight: float = 0.5,
     mixture_scale2: float = math.exp(-6.0),
+    prior_df: float = 3.0,
     stddev_init: float = 1e-3,
     layers: Sequence[str] = ("dense", "head"),
     num_samples: int = 8,
@@ -111,8 +128,9 @@ def make(
     """Args:
     likelihood: the dataset's likelihood (given by the loop).
     estimator: ``"flipout"`` or ``"reparameterization"``.
-    prior: ``"normal"`` or ``"scale_mixture"`` (see ``make_prior``).
-    prior_scale, mixture_weight, mixture_scale2: the prior's parameters.
+    prior: ``"normal"``, ``"scale_mixture"``, ``"laplace"``, ``"student_t"`` or
+      ``"horseshoe"`` (see ``make_prior``).
+    prior_scale, mixture_weight, mixture_scale2, prior_df: the prior's parameters.
     stddev_init: initial posterior stddev of every weight.
     layers: which of the model's layer fields become variational: ``"dense"``,
       ``"conv"`` (models with convolutions), ``"head"``, ``"cell"`` (recurrent models:
@@ -136,7 +154,7 @@ def make(
         raise UsageError(f"variational num_samples must be >= 1, got {num_samples}")
     spec = vl.VariationalSpec(
         estimator=estimator,
-        prior=make_prior(prior, prior_scale, mixture_weight, mixture_scale2),
+        prior=make_prior(prior, prior_scale, mixture_weight, mixture_scale2, prior_df),
         stddev_init=stddev_init,
     )
     dense = functools.partial(vl.VariationalDense, variational=spec)

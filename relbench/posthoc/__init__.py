@@ -10,13 +10,13 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from relbench.posthoc import temperature_scaling
+from relbench.posthoc import laplace, temperature_scaling
 from relbench.posthoc.step import PosthocStep, apply_all
 from relbench.registry import Registry
 
 POSTHOC_STEPS = Registry(
     "post-hoc step",
-    {"temperature_scaling": temperature_scaling.make},
+    {"temperature_scaling": temperature_scaling.make, "laplace": laplace.make},
     section="posthoc_hparams.{name}",
     entry_points="relbench.posthoc",
 )

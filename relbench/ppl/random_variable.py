@@ -290,6 +290,7 @@ def make_random_variable(distribution_cls: Callable[..., Any]) -> Callable[..., 
         )
 
     constructor.__name__ = constructor.__qualname__ = distribution_cls.__name__
+    constructor.distribution = distribution_cls  # the family, e.g. for a layer's prior
     constructor.__doc__ = (
         f"A random variable over ``{distribution_cls.__module__}.{distribution_cls.__name__}``."
         "\n\nArgs: the distribution's arguments, then keyword-only ``name``, ``value``, "
@@ -316,3 +317,17 @@ Uniform = make_random_variable(distrax.Uniform)
 Exponential = make_random_variable(tfd.Exponential)
 HalfNormal = make_random_variable(tfd.HalfNormal)
 LogNormal = make_random_variable(tfd.LogNormal)
+StudentT = make_random_variable(tfd.StudentT)
+Cauchy = make_random_variable(tfd.Cauchy)
+Horseshoe = make_random_variable(tfd.Horseshoe)
+
+
+def scale_mixture_normal(weight: float, scale1: float, scale2: float) -> Any:
+    """``weight N(0, scale1^2) + (1 - weight) N(0, scale2^2)``, the prior of Blundell
+    et al. (Bayes by Backprop), as a distrax mixture."""
+    probs = jnp.array([weight, 1.0 - weight])
+    components = distrax.Normal(jnp.zeros(2), jnp.array([scale1, scale2]))
+    return distrax.MixtureSameFamily(distrax.Categorical(probs=probs), components)
+
+
+ScaleMixtureNormal = make_random_variable(scale_mixture_normal)

@@ -102,7 +102,7 @@ def test_prediction_stacks_posterior_samples_on_the_member_axis(name, layers):
 
 def test_bad_hyperparameters_are_usage_errors():
     with pytest.raises(UsageError, match="unknown variational prior"):
-        methods.make("variational", prior="laplace")
+        methods.make("variational", prior="uniform")
     with pytest.raises(UsageError, match="unknown variational estimator"):
         methods.make("variational", estimator="local")
     with pytest.raises(UsageError, match="subset of dense, conv, head, cell"):
