@@ -41,6 +41,7 @@ from relbench.metrics.calibration import (
     EQUAL_WIDTH_CALIBRATION,
     calibration_bins,
 )
+from relbench.metrics.conformal import PREDICTION_INTERVALS, PREDICTION_SETS
 from relbench.metrics.diversity import ENSEMBLE_DIVERSITY
 from relbench.metrics.multilabel import (
     MULTILABEL_IN_DISTRIBUTION,
@@ -152,17 +153,23 @@ def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
     """The metrics reported for an evaluation set: the one place this is decided.
 
     Classification sets also get the soft-label scores, which report only for sets
-    whose batches carry soft labels; multi-label sets get ``multilabel.py``'s suite.
+    whose batches carry soft labels, and every set the conformal metrics
+    (``conformal.py``), which report only after a conformal post-hoc step;
+    multi-label sets get ``multilabel.py``'s suite.
     """
     if task == "regression":
-        return REGRESSION_OUT_OF_DISTRIBUTION if is_ood else REGRESSION_IN_DISTRIBUTION
+        if is_ood:
+            return REGRESSION_OUT_OF_DISTRIBUTION
+        return (*REGRESSION_IN_DISTRIBUTION, PREDICTION_INTERVALS)
     if task == "multilabel":
         return MULTILABEL_OUT_OF_DISTRIBUTION if is_ood else MULTILABEL_IN_DISTRIBUTION
     if task != "classification":
         raise ValueError(
             f"no metric suite for task '{task}'; use classification, multilabel or regression"
         )
-    return OUT_OF_DISTRIBUTION if is_ood else (*IN_DISTRIBUTION, SOFT_LABEL_SCORES)
+    if is_ood:
+        return (*OUT_OF_DISTRIBUTION, PREDICTION_SETS)
+    return (*IN_DISTRIBUTION, SOFT_LABEL_SCORES, PREDICTION_SETS)
 
 
 def _predictions(log_probs, labels, mask) -> Predictions:

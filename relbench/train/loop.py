@@ -113,6 +113,13 @@ def build_model(config_model: ml_collections.ConfigDict, method, num_classes: in
     return models_lib.make(name, **kwargs, layers=layers, num_classes=num_classes)
 
 
+def fit_sets(dataset) -> dict[str, data_lib.EvalSet]:
+    """The sets a post-hoc step can fit on: the in-distribution evaluation sets, and
+    ``"train"``, every training example once, unaugmented (feature-space detectors)."""
+    sets = {n: s for n, s in dataset.eval_sets.items() if not s.is_ood}
+    return {**sets, "train": data_lib.EvalSet(dataset.train)}
+
+
 def build_posthoc(config: ml_collections.ConfigDict, dataset) -> tuple[PosthocEntry, ...]:
     """``config.posthoc``'s steps, each from its ``config.posthoc_hparams.<name>``."""
     if "posthoc" not in config:  # a config from before post-hoc steps existed
@@ -133,13 +140,12 @@ def build_posthoc(config: ml_collections.ConfigDict, dataset) -> tuple[PosthocEn
                 f"post-hoc step '{name}' is defined for {', '.join(step.tasks)} datasets, "
                 f"this one is {dataset.task}; remove it from config.posthoc"
             )
-        sets = dataset.eval_sets
-        if step.split not in sets or sets[step.split].is_ood:
+        sets = fit_sets(dataset)
+        if step.split not in sets:
             raise UsageError(
                 f"post-hoc step '{name}' fits on '{step.split}', which is not an "
                 f"in-distribution set of this dataset; set "
-                f"config.posthoc_hparams.{name}.split to one of: "
-                f"{', '.join(n for n, s in sets.items() if not s.is_ood)}"
+                f"config.posthoc_hparams.{name}.split to one of: {', '.join(sets)}"
             )
         entries.append(PosthocEntry(name, hparams, step))
     return tuple(entries)
@@ -390,7 +396,7 @@ def set_outputs(exp: Experiment, state, predict, split: str, key: jax.Array, mes
     order, replicated on every device: ``((logits [M, N, K], extras), targets)``."""
     replicate = jax.jit(lambda tree: tree, out_shardings=sharding.replicated(mesh))
     batch_sharding = sharding.batch_sharded(mesh)
-    eval_set = exp.dataset.eval_sets[split]
+    eval_set = fit_sets(exp.dataset)[split]
     outputs, targets = [], []
     for index, local in enumerate(_eval_batches(exp, eval_set)):
         batch = sharding.global_batch(local, batch_sharding)
@@ -529,7 +535,7 @@ def _abstract_posthoc(exp: Experiment, state, mesh) -> list[Any]:
     """The shapes of the fitted post-hoc parameters, replicated (to restore them)."""
     splits = {}
     for entry in exp.posthoc:
-        source = exp.dataset.eval_sets[entry.step.split].source
+        source = fit_sets(exp.dataset)[entry.step.split].source
         one = source.read(np.zeros(1, np.int64))  # [1, ...] -> [N, ...] shapes
         shapes = {
             k: jax.ShapeDtypeStruct((len(source), *v.shape[1:]), v.dtype) for k, v in one.items()
