@@ -18,7 +18,8 @@ predictive ``p = 1/M sum_m p_m``:
 * ``isotonic`` [4]: for every class, the non-decreasing function of ``p_k`` closest in
   squared error to ``1[y = k]`` (pool-adjacent-violators, tied scores pooled first),
   evaluated between the fitted points by linear interpolation and clipped at the ends,
-  as scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``;
+  as scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` (the fit is scipy's
+  ``isotonic_regression``, run on the host: the algorithm is sequential);
 * ``platt`` [5]: ``sigma(a_k s_k + b_k)`` with ``s_k`` the log-odds of ``p_k``, ``a_k,
   b_k`` by logistic regression (Newton's method) against ``1[y = k]`` (plain 0/1
   targets). For a binary classifier (K = 2) one map is fitted, on class 1; for
@@ -68,7 +69,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from scipy import optimize
 
 from relbench.errors import UsageError
 from relbench.metrics.predictive import multilabel_log_probs, predictive_log_probs
@@ -106,7 +109,7 @@ def minimize_lbfgs(objective: Callable, init, max_iterations: int, tolerance: fl
         count = optax.tree_utils.tree_get(state, "count")
         grad = optax.tree_utils.tree_get(state, "grad")
         return (count == 0) | (
-            (count < max_iterations) & (optax.tree_utils.tree_l2_norm(grad) >= tolerance)
+            (count < max_iterations) & (optax.tree_utils.tree_norm(grad) >= tolerance)
         )
 
     params, _ = jax.lax.while_loop(running, step, (init, solver.init(init)))
@@ -340,40 +343,29 @@ def histogram_binning(
     return PosthocStep(fit=fit, apply=apply, split=split)
 
 
+def pooled_isotonic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Host side of ``pool_adjacent_violators``: ``[N]`` sorted scores and targets ->
+    the fitted values, tied scores pooled into their weighted mean first."""
+    unique, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, weights=y, minlength=len(unique)) / counts
+    fitted = optimize.isotonic_regression(means, weights=counts.astype(np.float64)).x
+    return fitted[inverse].astype(np.float32)
+
+
 def pool_adjacent_violators(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Isotonic (non-decreasing) least-squares fit of ``y [N]`` on ``x [N]``: the sorted
-    ``x`` and the fitted value at each. Tied ``x`` are pooled into one block first."""
+    ``x`` and the fitted value at each, by scipy's pool-adjacent-violators (a sequential
+    algorithm, so it runs on the host, O(N) after the sort)."""
     order = jnp.argsort(x)
     x, y = x[order], y[order].astype(jnp.float32)
-    n = x.shape[0]
-
-    def push(i, stack):
-        sums, weights, starts, last_x, top = stack
-        top = top + 1
-        sums, weights = sums.at[top].set(y[i]), weights.at[top].set(1.0)
-        starts, last_x = starts.at[top].set(i), last_x.at[top].set(x[i])
-
-        def violates(stack):
-            sums, weights, _, last_x, top = stack
-            below = jnp.maximum(top - 1, 0)
-            decreasing = sums[below] * weights[top] > sums[top] * weights[below]
-            return (top > 0) & (decreasing | (last_x[below] == last_x[top]))
-
-        def merge(stack):
-            sums, weights, starts, last_x, top = stack
-            sums = sums.at[top - 1].add(sums[top])
-            weights = weights.at[top - 1].add(weights[top])
-            last_x = last_x.at[top - 1].set(last_x[top])
-            return sums, weights, starts, last_x, top - 1
-
-        return jax.lax.while_loop(violates, merge, (sums, weights, starts, last_x, top))
-
-    empty = (jnp.zeros(n), jnp.zeros(n), jnp.zeros(n, jnp.int32), jnp.zeros(n, x.dtype))
-    sums, weights, starts, _, top = jax.lax.fori_loop(0, n, push, (*empty, jnp.int32(-1)))
-    live = jnp.arange(n) <= top
-    starts = jnp.where(live, starts, n)  # unused slots sort after every position
-    block = jnp.searchsorted(starts, jnp.arange(n), side="right") - 1
-    return x, (sums / jnp.where(live, weights, 1.0))[block]
+    fitted = jax.pure_callback(
+        lambda a, b: pooled_isotonic(np.asarray(a, np.float64), np.asarray(b, np.float64)),
+        jax.ShapeDtypeStruct(y.shape, jnp.float32),
+        x,
+        y,
+        vmap_method="sequential",
+    )
+    return x, fitted
 
 
 def isotonic(split: str = "validation", level: str = "ensemble") -> PosthocStep:

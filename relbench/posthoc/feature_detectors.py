@@ -108,15 +108,18 @@ def class_scatters(features: jax.Array, labels: jax.Array, k: int) -> jax.Array:
     return total
 
 
-def squared_distances(f: jax.Array, means: jax.Array, precision: jax.Array) -> jax.Array:
-    """``[B, D]`` features -> ``[B, K]`` ``(f - mu_k)^T P (f - mu_k)``, expanded so that
-    nothing ``[B, K, D]`` is built."""
-    fp = f @ precision
-    return (
-        jnp.sum(fp * f, axis=-1, keepdims=True)
-        - 2 * fp @ means.T
-        + jnp.sum((means @ precision) * means, axis=-1)
-    )
+def whitening(covariance: jax.Array) -> jax.Array:
+    """``A [D, D]`` with ``A A^T = S^+``, the pseudo-inverse of the covariance (its
+    eigenvalues below ``D * eps * max`` count as zero, as ``pinvh``'s do)."""
+    values, vectors = jnp.linalg.eigh(covariance)
+    cutoff = covariance.shape[-1] * jnp.finfo(covariance.dtype).eps * jnp.max(values)
+    return vectors * jnp.where(values > cutoff, 1.0 / jnp.sqrt(jnp.maximum(values, cutoff)), 0.0)
+
+
+def squared_distances(f: jax.Array, means: jax.Array, whiten: jax.Array) -> jax.Array:
+    """``[B, D]`` features -> ``[B, K]`` ``(f - mu_k)^T S^+ (f - mu_k)``: the whitened
+    differences, never the expanded square (its float32 cancellation)."""
+    return jnp.sum(jnp.square((f @ whiten)[:, None, :] - means @ whiten), axis=-1)
 
 
 def with_score(outputs: Outputs, name: str, score: jax.Array) -> Outputs:
@@ -172,11 +175,11 @@ def mahalanobis(split: str = "train") -> PosthocStep:
         return {
             "means": means,
             "present": counts > 0,
-            "precision": jnp.linalg.pinv(covariance, hermitian=True),
+            "whitening": whitening(covariance),
         }
 
     def score_member(f, params):
-        distances = squared_distances(f, params["means"], params["precision"])
+        distances = squared_distances(f, params["means"], params["whitening"])
         return jnp.min(jnp.where(params["present"], distances, jnp.inf), axis=-1)
 
     return detector_step("mahalanobis", fit_member, score_member, split)
@@ -194,15 +197,15 @@ def relative_mahalanobis(split: str = "train") -> PosthocStep:
         return {
             "means": means,
             "present": counts > 0,
-            "precision": jnp.linalg.pinv(covariance, hermitian=True),
+            "whitening": whitening(covariance),
             "background_mean": mean,
-            "background_precision": jnp.linalg.pinv(background, hermitian=True),
+            "background_whitening": whitening(background),
         }
 
     def score_member(f, params):
-        distances = squared_distances(f, params["means"], params["precision"])
+        distances = squared_distances(f, params["means"], params["whitening"])
         background = squared_distances(
-            f, params["background_mean"][None], params["background_precision"]
+            f, params["background_mean"][None], params["background_whitening"]
         )[:, 0]
         return jnp.min(jnp.where(params["present"], distances, jnp.inf), axis=-1) - background
 
