@@ -229,11 +229,9 @@ def ddu(split: str = "train", jitter: float = 1e-4) -> PosthocStep:
         )
         scale = jnp.trace(covariances, axis1=1, axis2=2)[:, None, None] / d
         covariances = covariances + (jitter * scale + 1e-12) * jnp.eye(d)
-        cholesky = jnp.linalg.cholesky(covariances)  # [K, D, D]
-        whitening = jax.vmap(
-            lambda c: jax.scipy.linalg.solve_triangular(c, jnp.eye(d), lower=True)
-        )(cholesky)
-        log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(cholesky, axis1=1, axis2=2)), axis=-1)
+        values, vectors = jnp.linalg.eigh(covariances)  # [K, D], [K, D, D]
+        whitening = vectors / jnp.sqrt(values)[:, None, :]  # W_k W_k^T = S_k^-1
+        log_det = jnp.sum(jnp.log(values), axis=-1)
         log_prior = jnp.where(counts > 0, jnp.log(counts / jnp.sum(counts)), -jnp.inf)
         return {
             "means": means,
@@ -243,7 +241,7 @@ def ddu(split: str = "train", jitter: float = 1e-4) -> PosthocStep:
 
     def score_member(f, params):
         centred = f[:, None, :] - params["means"]  # [B, K, D]
-        whitened = jnp.einsum("kde,bke->bkd", params["whitening"], centred)
+        whitened = jnp.einsum("bkd,kde->bke", centred, params["whitening"])
         log_density = params["log_normalizer"] - 0.5 * jnp.sum(jnp.square(whitened), axis=-1)
         return -jax.nn.logsumexp(log_density, axis=-1)
 

@@ -402,7 +402,9 @@ def set_outputs(exp: Experiment, state, predict, split: str, key: jax.Array, mes
         batch = sharding.global_batch(local, batch_sharding)
         logits, extras = predict(state, batch["input"], jax.random.fold_in(key, index))
         # [M, B, ...] outputs and [B, ...] targets, all replicated.
-        outputs.append(replicate((logits, extras)))
+        # One collective program in flight at a time: on CPU devices several of them
+        # can starve the thread pool and deadlock in their all-gather.
+        outputs.append(jax.block_until_ready(replicate((logits, extras))))
         targets.append(replicate({k: v for k, v in batch.items() if k not in ("input", "mask")}))
     n = len(eval_set.source)  # padding rows come last: cut them off
     logits = jnp.concatenate([o[0] for o in outputs], axis=1)[:, :n]
