@@ -318,7 +318,10 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
 
     def eval_step(state: TrainState, batch, key, is_ood: bool, fitted=None):
         labels = {name: value for name, value in batch.items() if name != "input"}
-        return reduce[is_ood](predict(state, batch["input"], key), labels, fitted)
+        # One collective program in flight at a time (see set_outputs); the caller
+        # fetches every batch's statistics anyway, so this costs no overlap.
+        outputs = jax.block_until_ready(predict(state, batch["input"], key))
+        return reduce[is_ood](outputs, labels, fitted)
 
     eval_step.predict = predict  # the post-hoc fit reuses the compiled forward pass
     return eval_step
@@ -402,8 +405,8 @@ def set_outputs(exp: Experiment, state, predict, split: str, key: jax.Array, mes
         batch = sharding.global_batch(local, batch_sharding)
         logits, extras = predict(state, batch["input"], jax.random.fold_in(key, index))
         # [M, B, ...] outputs and [B, ...] targets, all replicated.
-        # One collective program in flight at a time: on CPU devices several of them
-        # can starve the thread pool and deadlock in their all-gather.
+        # One collective program in flight at a time: on CPU devices two of them can
+        # hold the thread pool between them and deadlock in their all-gathers.
         outputs.append(jax.block_until_ready(replicate((logits, extras))))
         targets.append(replicate({k: v for k, v in batch.items() if k not in ("input", "mask")}))
     n = len(eval_set.source)  # padding rows come last: cut them off
