@@ -5,8 +5,9 @@
 ``arg``: ``METHOD[,smoke]`` (default ``deterministic``); ``smoke`` trains a tiny WRN
 for 2 steps on mock data (tests, any CPU). Data: ``tfds build cifar100 cifar10
 svhn_cropped --file_format=array_record`` once, where TensorFlow is installed.
-Evaluation: the test set and OOD detection against CIFAR-10 and SVHN (TFDS has no
-CIFAR-100-C).
+Evaluation: the test set, the shift suite ``cifar100_c`` (the native corruptions,
+11 x 5 severities: TFDS has no CIFAR-100-C) and OOD detection against CIFAR-10 and
+SVHN.
 
 Hardware assumed: 8 accelerators (a TPU v3-8 in [1]; 8 GPUs work the same), global batch
 512, independent of the device count.
@@ -71,6 +72,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         arg,
         l2=3e-4,
         ood={"cifar10": "cifar10:test", "svhn": "svhn_cropped:test"},
-        corruptions=False,
         method_recipes=METHOD_RECIPES,
     )

@@ -5,8 +5,8 @@
 ``arg``: ``METHOD[,smoke]`` (default ``deterministic``); ``smoke`` trains a tiny WRN
 for 2 steps on mock data (tests, any CPU). Data: ``tfds build cifar10 cifar100
 svhn_cropped cifar10_corrupted --file_format=array_record`` once, where TensorFlow is
-installed. Evaluation: the test set, CIFAR-10-C (19 corruptions x 5 severities) and
-OOD detection against CIFAR-100 and SVHN.
+installed. Evaluation: the test set, the shift suite ``cifar10_c`` (CIFAR-10-C's 19 corruptions x
+5 severities where prepared; cAcc, cNLL, cECE, cBrier) and OOD detection against CIFAR-100 and SVHN.
 
 Hardware assumed: 8 accelerators (a TPU v3-8 in [1]; 8 GPUs work the same), global batch
 512. The global batch is a config value: the same config on any number of devices
@@ -76,6 +76,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         arg,
         l2=2e-4,
         ood={"cifar100": "cifar100:test", "svhn": "svhn_cropped:test"},
-        corruptions=True,
         method_recipes=METHOD_RECIPES,
     )

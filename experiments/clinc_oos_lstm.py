@@ -26,6 +26,9 @@ References:
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
+    evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -45,23 +48,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     vocab_size = ml_collections.FieldReference(8192)  # the dataset's and the model's
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict(
-        {
-            "name": "clinc_oos",
-            "data_file": "data/clinc/data_full.json",
-            "max_length": 32,
-            "vocab_size": vocab_size,
-            "mock_num_examples": 0,
-        }
+    config.dataset = dataset_config(
+        "clinc_oos", data_file="data/clinc/data_full.json", max_length=32, vocab_size=vocab_size
     )
-    config.model = ml_collections.ConfigDict(
-        {
-            "name": "lstm",
-            "vocab_size": vocab_size,
-            "embed_dim": 128,
-            "hidden_size": 256,
-        }
-    )
+    config.model = model_config("lstm", vocab_size=vocab_size, embed_dim=128, hidden_size=256)
     config.optimizer = optimizer_config(
         name="adam", learning_rate=1e-3, schedule_kind="cosine", grad_clip_norm=1.0
     )
@@ -75,6 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
     config.posthoc_hparams = posthoc_hparams_config()
+    config.evaluation = evaluation_config()  # the dataset's own sets
     set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
         config.dataset.mock_num_examples = 32

@@ -15,7 +15,10 @@ seconds.
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
+    evaluation_config,
     method_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -27,12 +30,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg)
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict({"name": "diabetes"})
-    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (32,)})
+    config.dataset = dataset_config("diabetes")
+    config.model = model_config("mlp", hidden_sizes=(32,))
     config.method = method_config(options.method)
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
     config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
     config.posthoc_hparams = posthoc_hparams_config()
+    config.evaluation = evaluation_config()  # the dataset's own sets
     config.train = train_config(
         options.smoke, num_epochs=50.0, global_batch_size=32, eval_batch_size=128
     )

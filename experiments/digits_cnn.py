@@ -19,7 +19,9 @@ of the test set), and OOD sets ``ood_noise`` (far) and ``ood_heldout`` (digits 8
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
     evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -37,11 +39,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg)
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict({"name": "digits", "held_out_classes": (8, 9)})
+    config.dataset = dataset_config("digits", held_out_classes=(8, 9))
     # Only the widths: methods set the layer types, dropout rate and member count.
-    config.model = ml_collections.ConfigDict(
-        {"name": "cnn", "features": (32, 64), "hidden_size": 128}
-    )
+    config.model = model_config("cnn", features=(32, 64), hidden_size=128)
     config.optimizer = optimizer_config(
         name="adam", learning_rate=1e-2, weight_decay=0.0, warmup_steps=0
     )

@@ -18,7 +18,9 @@ runs ``sweep()``: 8 quasi-random (Halton) points, each with 2 seeds.
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
     evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -44,9 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     # Digits 8 and 9 never appear in training: they are the near-OOD set `ood_heldout`.
-    config.dataset = ml_collections.ConfigDict({"name": "digits", "held_out_classes": (8, 9)})
+    config.dataset = dataset_config("digits", held_out_classes=(8, 9))
     # Only the widths: methods set the layer types, dropout rate and member count.
-    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (256, 256)})
+    config.model = model_config("mlp", hidden_sizes=(256, 256))
     config.optimizer = optimizer_config(
         name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=1e-4, warmup_steps=20
     )

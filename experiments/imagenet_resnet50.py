@@ -39,6 +39,9 @@ References:
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
+    evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -65,29 +68,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg)
     config = ml_collections.ConfigDict()
     config.seed = 42
-    config.dataset = ml_collections.ConfigDict(
-        {
-            "name": "imagenet2012",
-            "corruptions": ("all",),
-            "severities": (1, 2, 3, 4, 5),
-            "shifts": {
-                "imagenet_v2": "imagenet_v2:test",
-                "imagenet_a": "imagenet_a:test",
-                "imagenet_r": "imagenet_r:test",
-            },
-            "image_size": 224,
-            "mixup_alpha": 0.0,
-            "data_dir": None,
-            "mock_num_examples": 0,
-        }
+    config.dataset = dataset_config(
+        "imagenet2012",
+        shifts={
+            "imagenet_v2": "imagenet_v2:test",
+            "imagenet_a": "imagenet_a:test",
+            "imagenet_r": "imagenet_r:test",
+        },
+        image_size=224,
     )
-    config.model = ml_collections.ConfigDict(
-        {
-            "name": "resnet",
-            "stage_sizes": (3, 4, 6, 3),
-            "width": 64,
-        }
-    )
+    config.model = model_config("resnet", stage_sizes=(3, 4, 6, 3), width=64)
+    # ImageNet-C: every corruption at every severity, with mCE (AlexNet-normalized).
+    config.evaluation = evaluation_config(shift_suite="imagenet_c", corruptions=("all",))
     config.optimizer = optimizer_config(
         name="sgd",
         learning_rate=scaled_learning_rate(0.1, BATCH, 256),
@@ -113,8 +105,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     set_method(config, options.method, METHOD_RECIPES)
     if options.smoke:
         config.dataset.mock_num_examples = 32
-        config.dataset.corruptions = ("gaussian_noise",)
-        config.dataset.severities = (1,)
+        config.evaluation.corruptions = ("gaussian_noise",)
+        config.evaluation.severities = (1,)
         config.dataset.shifts = {"imagenet_v2": "imagenet_v2:test"}
         config.dataset.image_size = 32
         config.model.stage_sizes, config.model.width = (1, 1), 4

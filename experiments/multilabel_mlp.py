@@ -18,6 +18,9 @@ the test set for detection metrics. Hardware: one CPU, seconds.
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
+    evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -35,14 +38,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg)
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict({"name": "multilabel_toy"})
+    config.dataset = dataset_config("multilabel_toy")
     # Only the widths: methods set the layer types, dropout rate and member count.
-    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (64, 64)})
+    config.model = model_config("mlp", hidden_sizes=(64, 64))
     config.optimizer = optimizer_config(
         name="adam", learning_rate=5e-3, weight_decay=1e-4, warmup_steps=0
     )
     config.posthoc = ()  # post-hoc steps after training
     config.posthoc_hparams = posthoc_hparams_config()
+    config.evaluation = evaluation_config()  # the dataset's own sets
     config.train = train_config(
         options.smoke,
         num_epochs=20.0,

@@ -12,6 +12,9 @@ benchmarks/heteroscedastic_label_noise.py (deterministic vs heteroscedastic).
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
+    evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -38,13 +41,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg)
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict(
-        {"name": "noisy_digits", "max_noise_rate": 0.45, "num_raters": 0}
-    )
-    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (256, 256)})
+    config.dataset = dataset_config("noisy_digits", max_noise_rate=0.45, num_raters=0)
+    config.model = model_config("mlp", hidden_sizes=(256, 256))
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
     config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
     config.posthoc_hparams = posthoc_hparams_config()
+    config.evaluation = evaluation_config()  # the dataset's own sets
     config.train = train_config(
         options.smoke,
         global_batch_size=64,

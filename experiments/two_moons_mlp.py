@@ -14,7 +14,9 @@ type, dropout rate and member count. Hardware: one CPU, well under a minute.
 import ml_collections
 
 from relbench.configs import (
+    dataset_config,
     evaluation_config,
+    model_config,
     optimizer_config,
     parse_arg,
     posthoc_hparams_config,
@@ -36,8 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     options = parse_arg(arg)
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.dataset = ml_collections.ConfigDict({"name": "two_moons", "plot_resolution": 100})
-    config.model = ml_collections.ConfigDict({"name": "mlp", "hidden_sizes": (128, 128, 128)})
+    config.dataset = dataset_config("two_moons", plot_resolution=100)
+    config.model = model_config("mlp", hidden_sizes=(128, 128, 128))
     config.optimizer = optimizer_config(
         name="adam", learning_rate=1e-3, weight_decay=1e-4, schedule_kind="cosine"
     )

@@ -6,9 +6,13 @@
     relbench benchmark --workdir DIR     (every method on the embedded sets, then a report)
     relbench launch --processes N [--devices-per-process D] -- TRAIN_OPTIONS
     relbench sweep --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir ROOT
+    relbench active-learn --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
+    relbench evaluate-predictions FILE.npz --out DIR   (any model's outputs: train.predictions)
 
 ``launch`` runs one multi-process ``train`` on this machine (relbench/launch/local.py);
-``sweep`` runs every trial of the config's ``sweep()`` (relbench/sweeps/runner.py).
+``sweep`` runs every trial of the config's ``sweep()`` (relbench/sweeps/runner.py);
+``active-learn`` runs the pool-based loop of ``config.active_learning``
+(relbench/tasks/active_learning.py).
 
 Overrides use ml_collections' syntax (``--config.optimizer.learning_rate=0.01``); a
 value is read as a Python literal, else as a string. A mistake the user can fix
@@ -143,6 +147,30 @@ def _eval(args: list[str]) -> None:
         print(f"results written to {workdir}/results.json")
 
 
+def _evaluate_predictions(args: list[str]) -> None:
+    parser = _Parser(prog="relbench evaluate-predictions")
+    parser.add_argument("file", metavar="FILE.npz")
+    parser.add_argument("--out", required=True, help="write results.json and curves.json here")
+    parser.add_argument("--batch-size", "--batch_size", type=int, default=512)
+    parser.add_argument("--ood-reference", "--ood_reference", default="test")
+    parser.add_argument("--dataset", default="predictions", help="the report's dataset name")
+    parser.add_argument("--model", default="external", help="the report's model name")
+    parser.add_argument("--method", help="the report's method name (default: FILE's stem)")
+    options = parser.parse_args(args)
+    from relbench.train.evaluation import headline_results
+    from relbench.train.predictions import write_evaluation
+    from relbench.train.writers import results_table
+
+    names = {"dataset": options.dataset, "model": options.model}
+    if options.method:
+        names["method"] = options.method
+    results = write_evaluation(
+        options.file, options.out, options.batch_size, options.ood_reference, names
+    )
+    print(results_table(headline_results(results)))
+    print(f"results written to {options.out}/results.json")
+
+
 def _benchmark(args: list[str]) -> None:
     parser = _Parser(prog="relbench benchmark")
     parser.add_argument("--workdir", required=True)
@@ -189,6 +217,20 @@ def _sweep(args: list[str]) -> None:
     sys.exit(runner.run_sweep(spec, overrides, options.workdir, options.parallel))
 
 
+def _active_learn(args: list[str]) -> None:
+    config, rest = config_from_args(args)
+    parser = _Parser(prog="relbench active-learn")
+    parser.add_argument("--workdir", required=True)
+    options = parser.parse_args(rest)
+    from relbench.tasks.active_learning import active_learn
+
+    _quiet_logs()
+    curve = active_learn(config, options.workdir)
+    for size, accuracy in zip(curve["num_labels"], curve["accuracy"], strict=True):
+        print(f"{size:6d} labels: accuracy {accuracy:.4f}")
+    print(f"learning curve written to {options.workdir}/learning_curve.json")
+
+
 COMMANDS = {
     "train": _train,
     "eval": _eval,
@@ -196,6 +238,8 @@ COMMANDS = {
     "benchmark": _benchmark,
     "launch": _launch,
     "sweep": _sweep,
+    "active-learn": _active_learn,
+    "evaluate-predictions": _evaluate_predictions,
 }
 
 
@@ -204,8 +248,28 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+HELP = ("-h", "--help")
+
+
+def usage(command: str | None = None) -> str:
+    """The usage lines of this module's docstring: every command's, or ``command``'s."""
+    lines = [line.strip() for line in (__doc__ or "").splitlines()]
+    usages = [line for line in lines if line.startswith("relbench ")]
+    if command is not None:
+        usages = [u for u in usages if u.split()[1] == command] or [f"relbench {command} ..."]
+    return "usage:\n" + "\n".join(f"  {u}" for u in usages)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
+    if len(argv) >= 2 and argv[1] in HELP:
+        print(usage())
+        print("Each command takes --help; details: README.md.")
+        return
+    own = argv[2:] if len(argv) < 3 or "--" not in argv else argv[2 : argv.index("--")]
+    if len(argv) >= 2 and argv[1] in COMMANDS and any(a in HELP for a in own):
+        print(usage(argv[1]))
+        return
     if len(argv) < 2 or argv[1] not in COMMANDS:
         _fail(f"usage: relbench {{{','.join(COMMANDS)}}} [options]")
     try:

@@ -63,13 +63,21 @@ def smoke_train_settings(config: ml_collections.ConfigDict, steps: int, batch: i
     config.optimizer.warmup_steps = 0
 
 
+def smoke_corruptions(tfds_name: str) -> tuple[str, ...]:
+    """A smoke config's corruptions: a native one, and one only the dataset's corruption
+    benchmark has (frost), where it has a benchmark."""
+    from relbench.data.tfds import PRESETS  # imports TFDS: only for TFDS recipes
+
+    has_benchmark = PRESETS[tfds_name].corrupted is not None
+    return ("gaussian_noise", "frost") if has_benchmark else ("gaussian_noise",)
+
+
 def cifar_wrn28_10(
     tfds_name: str,
     arg: str | None,
     *,
     l2: float,
     ood: Mapping[str, str],
-    corruptions: bool,
     method_recipes: MethodRecipes,
 ) -> ml_collections.ConfigDict:
     """The Uncertainty Baselines CIFAR recipe [1] (``baselines/cifar/deterministic.py``):
@@ -78,6 +86,9 @@ def cifar_wrn28_10(
     at epochs 60/120/160 of 200, L2 ``l2`` on kernels; crop+flip augmentation.
     """
     from relbench.configs import (
+        dataset_config,
+        evaluation_config,
+        model_config,
         optimizer_config,
         parse_arg,
         posthoc_hparams_config,
@@ -89,26 +100,15 @@ def cifar_wrn28_10(
     batch, epochs, num_train = 512, 200.0, 50_000
     config = ml_collections.ConfigDict()
     config.seed = 42
-    config.dataset = ml_collections.ConfigDict(
-        {
-            "name": tfds_name,
-            "validation_percent": 0.0,
-            "corruptions": ("all",) if corruptions else (),
-            "severities": (1, 2, 3, 4, 5),
-            "ood": dict(ood),
-            "mixup_alpha": 0.0,
-            "data_dir": None,
-            "in_memory": True,  # the decoded, normalized training split: 614 MB
-            "mock_num_examples": 0,
-        }
+    config.dataset = dataset_config(
+        tfds_name,
+        ood=dict(ood),
+        in_memory=True,  # the decoded, normalized training split: 614 MB
     )
-    config.model = ml_collections.ConfigDict(
-        {
-            "name": "wide_resnet",
-            "depth": 28,
-            "width_multiplier": 10,
-        }
-    )
+    config.model = model_config("wide_resnet", depth=28, width_multiplier=10)
+    # Every corruption at every severity: CIFAR-10-C where prepared (its 19
+    # corruptions), the native ones otherwise (CIFAR-100 has no TFDS benchmark).
+    config.evaluation = evaluation_config(shift_suite=f"{tfds_name}_c", corruptions=("all",))
     config.optimizer = optimizer_config(
         name="sgd",
         learning_rate=scaled_learning_rate(0.1, batch, 128),
@@ -134,10 +134,51 @@ def cifar_wrn28_10(
     set_method(config, options.method, method_recipes)
     if options.smoke:
         config.dataset.mock_num_examples = 32
-        config.dataset.corruptions = ("gaussian_noise",) if corruptions else ()
-        config.dataset.severities = (1,)
+        config.evaluation.corruptions = smoke_corruptions(tfds_name)
+        config.evaluation.severities = (1, 5)
         config.dataset.ood = dict(list(ood.items())[:1])
         config.model.depth, config.model.width_multiplier = 10, 1
         smoke_train_settings(config, steps=2, batch=16)
+    config.lock()
+    return config
+
+
+def user_files_config(dataset: str, model: dict, arg: str | None) -> ml_collections.ConfigDict:
+    """The config of ``experiments/user_data/*.py``: a dataset of the user's files
+    (``relbench.data.files``, every field settable from the command line), ``model``,
+    adam, 20 epochs of batch 128; ``smoke``: 2 epochs of batch 16.
+
+    These configs live apart from ``experiments/*.py``, whose every file x method the
+    config tests build and train: they need the user's files to build."""
+    from relbench.configs import (
+        dataset_config,
+        evaluation_config,
+        optimizer_config,
+        parse_arg,
+        posthoc_hparams_config,
+        set_method,
+        train_config,
+    )
+
+    options = parse_arg(arg)
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dataset = dataset_config(dataset)
+    config.model = ml_collections.ConfigDict(model)
+    config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
+    config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
+    config.posthoc_hparams = posthoc_hparams_config()
+    config.train = train_config(
+        global_batch_size=128, num_epochs=20.0, log_every_steps=50, eval_batch_size=512
+    )
+    # shift_suite (e.g. "my_c") corrupts the test set; ood_reference pools OOD sets with it.
+    config.evaluation = evaluation_config(shift_suite="")
+    set_method(config, options.method, {})
+    if options.smoke:
+        config.train.num_epochs = 2.0
+        config.train.global_batch_size = 16
+        config.train.eval_batch_size = 32
+        config.train.log_every_steps = 2
+        config.train.checkpoint_every_steps = 1000
     config.lock()
     return config

@@ -117,6 +117,46 @@ def evaluation_config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({**fields, **overrides})
 
 
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """Whether a default can live in a config (and be set from the command line)."""
+    if isinstance(value, tuple | list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return isinstance(value, _PLAIN)
+
+
+def factory_config(registry, name: str, overrides: Mapping[str, Any], exclude=()):
+    """A section with the factory's name and every keyword argument it takes with a
+    default (``Registry.defaults``; code-valued defaults such as activations stay in
+    code), then ``overrides``; an unknown override is an error naming it."""
+    fields = {k: v for k, v in registry.defaults(name, exclude).items() if _plain(v)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise UsageError(f"{registry.kind} '{name}' has no setting '{unknown[0]}'")
+    return ml_collections.ConfigDict({"name": name, **fields, **overrides})
+
+
+def dataset_config(name: str, **overrides) -> ml_collections.ConfigDict:
+    """``config.dataset``: the dataset's name and every keyword argument of its factory
+    (the factory's defaults, then ``overrides``), so each can be set from the command
+    line: ``--config.dataset.path=data.npz``."""
+    from relbench import data
+
+    return factory_config(data.DATASETS, name, overrides)
+
+
+def model_config(name: str, **overrides) -> ml_collections.ConfigDict:
+    """``config.model``: the model's name and its widths and depths (every field but the
+    layer types and the class count, which the method and the dataset set)."""
+    from relbench import models
+
+    return factory_config(models.MODELS, name, overrides, exclude=("layers", "num_classes"))
+
+
 SMOKE_TRAIN = {
     "log_every_steps": 2,
     "checkpoint_every_steps": 4,

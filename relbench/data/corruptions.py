@@ -321,9 +321,11 @@ def shift_set_name(suite: str, corruption: str, severity: int) -> str:
 
 
 def parse_shift_set_name(name: str) -> tuple[str, str, int] | None:
-    """``"digits_c/gaussian_noise/3"`` -> ``("digits_c", "gaussian_noise", 3)``; else None."""
+    """``"digits_c/gaussian_noise/3"`` -> ``("digits_c", "gaussian_noise", 3)``; else None.
+
+    The corruption may be native or a benchmark's (``cifar10_c/frost/3``)."""
     parts = name.split("/")
-    if len(parts) != 3 or parts[1] not in CORRUPTIONS or not parts[2].isdigit():
+    if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) not in SEVERITIES:
         return None
     return parts[0], parts[1], int(parts[2])
 

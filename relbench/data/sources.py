@@ -81,6 +81,16 @@ class Probe:
 
 
 @dataclasses.dataclass(frozen=True)
+class CorruptionBenchmark:
+    """A published corruption benchmark of a dataset: its corruption ``names`` and
+    ``read(name, severity)``, the corrupted test set read as the dataset reads its own
+    sets, or None where that set is not prepared."""
+
+    names: tuple[str, ...]
+    read: Callable[[str, int], EvalSet | None]
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
     """A dataset: a training source, named evaluation sets, and optional probes.
 
@@ -90,7 +100,8 @@ class Dataset:
     ``num_classes`` is K) or ``"regression"`` (float ``[O]`` targets; ``num_classes`` is
     then O, the number of outputs).
     ``train_augment`` (None: none) randomizes training batches on the host;
-    evaluation sets are never augmented.
+    evaluation sets are never augmented. ``corrupted`` is the dataset's published
+    corruption benchmark (CIFAR-10-C, ImageNet-C), None where it has none.
     """
 
     train: Source
@@ -100,6 +111,7 @@ class Dataset:
     task: str = "classification"
     probes: tuple[Probe, ...] = ()
     train_augment: Augment | None = None
+    corrupted: CorruptionBenchmark | None = None
 
     @property
     def label_classes(self) -> int | None:

@@ -9,9 +9,11 @@ imagenet2012, each with its standard normalization and training augmentation (se
 ``relbench.data.augment``). Beside the test split a dataset can carry
 
 * a validation set cut from the training split by percent (``validation_percent``);
-* shifted, labelled sets: the corruptions x severities of ``cifar10_corrupted`` /
-  ``imagenet2012_corrupted`` (``corruptions``, ``severities``), and any other labelled
-  TFDS split (``shifts``, e.g. ``imagenet_v2``, ``imagenet_a``, ``imagenet_r``);
+* shifted, labelled sets: any other labelled TFDS split (``shifts``, e.g.
+  ``imagenet_v2``, ``imagenet_a``, ``imagenet_r``);
+* its corruption benchmark (``Dataset.corrupted``: ``cifar10_corrupted``,
+  ``imagenet2012_corrupted``), which the evaluation's shift suite reads where it is
+  prepared (``relbench.train.evaluation``): corrupted sets have one path, the suite;
 * out-of-distribution sets from other TFDS datasets (``ood``), normalized like the
   in-distribution data so the model sees them exactly as it sees its own inputs.
 
@@ -24,18 +26,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from unittest import mock
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from relbench.data.augment import ImageAugment, normalize, resize_center_crop
-from relbench.data.sources import ArraySource, Dataset, EvalSet
+from relbench.data.sources import ArraySource, CorruptionBenchmark, Dataset, EvalSet
 from relbench.errors import UsageError
-
-ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,32 +174,28 @@ def corruption_names(corrupted: str) -> list[str]:
     return sorted({c.name.rsplit("_", 1)[0] for c in configs})
 
 
-def _corrupted_sets(
-    preset: Preset | None, corruptions: Sequence[str], severities: Sequence[int]
-) -> dict[str, str]:
-    """``corrupted/<type>_<severity>`` -> ``"<tfds name>/<type>_<severity>:<split>"``."""
-    if not corruptions:
-        return {}
+#: Native corruption names where a benchmark's TFDS name differs.
+NATIVE_NAMES = {"jpeg_compression": "jpeg"}
+
+
+def _benchmark(
+    preset: Preset | None, source: Callable[[str, str], TfdsSource]
+) -> CorruptionBenchmark | None:
+    """The preset's corruption benchmark, read with the dataset's normalization."""
     if preset is None or preset.corrupted is None:
-        raise UsageError(
-            "this dataset has no corruption benchmark; remove config.dataset.corruptions"
-        )
-    known = corruption_names(preset.corrupted)
-    chosen = known if "all" in corruptions else list(corruptions)
-    unknown = sorted(set(chosen) - set(known))
-    if unknown:
-        raise UsageError(
-            f"unknown corruption '{unknown[0]}' of {preset.corrupted}; choose 'all' or "
-            f"some of: {', '.join(known)}"
-        )
-    bad = sorted(set(severities) - set(ALL_SEVERITIES))
-    if bad:
-        raise UsageError(f"corruption severity {bad[0]} is not in 1..5")
-    return {
-        f"corrupted/{c}_{s}": f"{preset.corrupted}/{c}_{s}:{preset.corrupted_split}"
-        for c in chosen
-        for s in severities
-    }
+        return None
+    corrupted, split = preset.corrupted, preset.corrupted_split
+    tfds_names = {NATIVE_NAMES.get(n, n): n for n in corruption_names(corrupted)}
+
+    def read(name: str, severity: int) -> EvalSet | None:
+        spec = f"{corrupted}/{tfds_names[name]}_{severity}"
+        try:
+            return EvalSet(source(spec, split))
+        except UsageError as error:
+            logging.warning("%s/%d: %s", name, severity, error)
+            return None
+
+    return CorruptionBenchmark(tuple(tfds_names), read)
 
 
 def tfds_dataset(
@@ -206,8 +203,6 @@ def tfds_dataset(
     train_split: str = "train",
     validation_percent: float = 0.0,
     eval_splits: Mapping[str, str] | None = None,
-    corruptions: Sequence[str] = (),
-    severities: Sequence[int] = ALL_SEVERITIES,
     shifts: Mapping[str, str] | None = None,
     ood: Mapping[str, str] | None = None,
     augment: str | None = None,
@@ -229,9 +224,6 @@ def tfds_dataset(
         the ``"validation"`` set and are left out of training.
       eval_splits: evaluation-set name -> split; default ``{"test": "test"}``
         (``{"test": "validation"}`` for imagenet2012, whose test labels are private).
-      corruptions: corruption types of the dataset's corruption benchmark (cifar10 and
-        imagenet2012), ``("all",)`` for every one, each evaluated at every severity in
-        ``severities``.
       shifts: shifted labelled sets: name -> ``"dataset:split"`` of another TFDS
         dataset with the same classes (e.g. ``{"imagenet_v2": "imagenet_v2:test"}``).
       ood: OOD sets: name -> ``"dataset:split"`` of another TFDS dataset with images of
@@ -252,13 +244,11 @@ def tfds_dataset(
     """
     if mock_num_examples > 0:
         with mock_tfds(mock_num_examples):
-            return tfds_dataset(
+            dataset = tfds_dataset(
                 tfds_name,
                 train_split,
                 validation_percent,
                 eval_splits,
-                corruptions,
-                severities,
                 shifts,
                 ood,
                 augment,
@@ -269,6 +259,16 @@ def tfds_dataset(
                 label_key,
                 in_memory,
             )
+        if dataset.corrupted is None:
+            return dataset
+        read = dataset.corrupted.read
+
+        def mocked_read(name: str, severity: int) -> EvalSet | None:
+            with mock_tfds(mock_num_examples):
+                return read(name, severity)
+
+        benchmark = CorruptionBenchmark(dataset.corrupted.names, mocked_read)
+        return dataclasses.replace(dataset, corrupted=benchmark)
     preset = PRESETS.get(tfds_name)
     mean, std = (preset.mean, preset.std) if preset else ((0.0,), (1.0,))
     image_size = image_size or (preset.image_size if preset else None)
@@ -307,8 +307,7 @@ def tfds_dataset(
     if in_memory:
         train = load_in_memory(train)
     eval_sets = {name: EvalSet(source(tfds_name, split)) for name, split in eval_splits.items()}
-    labelled = {**_corrupted_sets(preset, corruptions, severities), **(shifts or {})}
-    for set_name, spec in labelled.items():
+    for set_name, spec in (shifts or {}).items():
         other, _, split = spec.partition(":")
         eval_sets[set_name] = EvalSet(source(other, split or "test"))
     for set_name, spec in (ood or {}).items():
@@ -331,7 +330,14 @@ def tfds_dataset(
             partner_source=train,
             num_classes=num_classes,
         )
-    return Dataset(train, eval_sets, num_classes, input_shape, train_augment=train_augment)
+    return Dataset(
+        train,
+        eval_sets,
+        num_classes,
+        input_shape,
+        train_augment=train_augment,
+        corrupted=_benchmark(preset, source),
+    )
 
 
 def preset_factory(tfds_name: str):

@@ -1,4 +1,8 @@
-"""Uncertainty layers: pure-function cores and their Flax Linen modules."""
+"""Uncertainty layers: pure-function cores and their Flax Linen modules.
+
+The NNX modules over the same cores are in ``relbench.nnx``; ``state_types`` registers the
+NNX variable type of every non-parameter collection (for ``nnx.bridge``).
+"""
 
 from relbench.layers.batchensemble import (
     BatchEnsembleConv,
@@ -15,6 +19,13 @@ from relbench.layers.members import split_members, tile_members
 from relbench.layers.random_features import RandomFourierFeatures
 from relbench.layers.rank1 import Rank1Conv, Rank1Dense
 from relbench.layers.spectral_norm import SpectralNormConv, SpectralNormDense
+from relbench.layers.state_types import (
+    LaplacePrecision,
+    RandomFeatures,
+    Rank1KL,
+    SpectralStats,
+    VariationalKL,
+)
 
 __all__ = [
     "BatchEnsembleConv",
@@ -22,13 +33,18 @@ __all__ = [
     "DenseHead",
     "GaussianHead",
     "HeteroscedasticHead",
+    "LaplacePrecision",
     "MCDropout",
     "RandomFeatureGaussianProcess",
+    "RandomFeatures",
     "RandomFourierFeatures",
+    "Rank1KL",
     "Rank1Conv",
     "Rank1Dense",
     "SpectralNormConv",
     "SpectralNormDense",
+    "SpectralStats",
+    "VariationalKL",
     "dropout",
     "ensemble_batch_norm",
     "independent_members",

@@ -179,25 +179,30 @@ class BatchEnsembleLayer(nn.Module):
     the shared layer (``shared_layer``) and the member factors (``factors``).
 
     Subclasses define the fields ``features``, ``ensemble_size``, ``use_bias``,
-    ``bias_init``, ``fast_weight_init`` and ``fold_alpha`` (fold per-member ``alpha``
-    into the kernel, ``batchensemble_folded``, instead of scaling the activations), and
-    the method ``shared_layer``.
+    ``bias_init``, ``fast_weight_init``, ``fold_alpha`` (fold per-member ``alpha``
+    into the kernel, ``batchensemble_folded``, instead of scaling the activations),
+    ``dtype`` (the compute dtype; ``None``: the promoted input dtype) and
+    ``param_dtype``, and the method ``shared_layer``.
     """
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
         inputs = init_rows(self, inputs, self.ensemble_size)
-        shared, (alpha, gamma, bias) = self.shared_layer(), self.factors(inputs)
+        shared, factors = self.shared_layer(), self.factors(inputs)
+        # The factors (float32 parameters, or samples of them) in the compute dtype.
+        inputs, alpha, gamma, bias = nn.dtypes.promote_dtype(inputs, *factors, dtype=self.dtype)
         if self.fold_alpha and alpha.ndim == 2 and not self.is_initializing():
             return batchensemble_folded(inputs, shared, alpha, gamma, bias)
         return batchensemble(inputs, shared, alpha, gamma, bias)
 
     def factors(self, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """``alpha [M, D]``, ``gamma [M, N]`` and ``bias [M, N]`` (or None)."""
-        members, features = self.ensemble_size, self.features
-        alpha = self.param("alpha", self.fast_weight_init, (members, inputs.shape[-1]))
-        gamma = self.param("gamma", self.fast_weight_init, (members, features))
-        bias = self.param("bias", self.bias_init, (members, features)) if self.use_bias else None
+        members, features, dtype = self.ensemble_size, self.features, self.param_dtype
+        alpha = self.param("alpha", self.fast_weight_init, (members, inputs.shape[-1]), dtype)
+        gamma = self.param("gamma", self.fast_weight_init, (members, features), dtype)
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (members, features), dtype)
         return alpha, gamma, bias
 
 
@@ -217,9 +222,17 @@ class BatchEnsembleDense(BatchEnsembleLayer):
     bias_init: Initializer = nn.initializers.zeros
     fast_weight_init: Initializer = random_sign_init
     fold_alpha: bool = False
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     def shared_layer(self) -> nn.Module:
-        return nn.Dense(self.features, use_bias=False, kernel_init=self.kernel_init)
+        return nn.Dense(
+            self.features,
+            use_bias=False,
+            kernel_init=self.kernel_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
 
 
 class BatchEnsembleConv(BatchEnsembleLayer):
@@ -250,6 +263,8 @@ class BatchEnsembleConv(BatchEnsembleLayer):
     bias_init: Initializer = nn.initializers.zeros
     fast_weight_init: Initializer = random_sign_init
     fold_alpha: bool = False
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     def shared_layer(self) -> nn.Module:
         return nn.Conv(
@@ -259,6 +274,8 @@ class BatchEnsembleConv(BatchEnsembleLayer):
             padding=self.padding,
             use_bias=False,
             kernel_init=self.kernel_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
         )
 
 

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from relbench.layers.heads import DenseHead
+from relbench.layers.mixed_precision import with_dtype
 
 ModuleDef = Any
 
@@ -57,6 +58,7 @@ class GaussianHead(nn.Module):
       loc: the head of the mean, ``loc(num_outputs)(features, train=...) -> (mean,
         extras)``; None: a dense head made of ``dense``.
       dense: the dense layer type of the variance (and of the default mean head).
+      dtype: the compute dtype of ``loc`` and ``dense`` (``None``: their own).
     """
 
     num_outputs: int
@@ -64,13 +66,16 @@ class GaussianHead(nn.Module):
     min_variance: float = 1e-6
     loc: ModuleDef | None = None
     dense: ModuleDef = nn.Dense
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
-        loc = functools.partial(DenseHead, dense=self.dense) if self.loc is None else self.loc
+        dense = with_dtype(self.dense, self.dtype)
+        loc = functools.partial(DenseHead, dense=dense) if self.loc is None else self.loc
+        loc = with_dtype(loc, self.dtype)
         mean, extras = loc(self.num_outputs, name="mean")(features, train=train)
         if self.heteroscedastic:
-            raw = self.dense(self.num_outputs, name="variance")(features)
+            raw = dense(self.num_outputs, name="variance")(features).astype(jnp.float32)
         else:
             raw = self.param("variance", nn.initializers.zeros, (self.num_outputs,))
             raw = jnp.broadcast_to(raw, mean.shape)  # [O] -> [N, O]

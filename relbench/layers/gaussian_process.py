@@ -40,6 +40,10 @@ and the mean-field approximation [3] of the predictive distribution rescales the
 posterior-mean logits, ``softmax(g(x) / sqrt(1 + lambda var(x)))`` (``lambda = pi / 8`` is
 the probit approximation of MacKay [5]).
 
+Under mixed precision (``dtype``) only the output layer ``phi^T beta`` runs in the compute
+dtype: the input normalization, the random features, the precision, its Cholesky factor
+and the predictive variance are float32 (``relbench.layers.mixed_precision``).
+
 The math lives in pure functions so other heads (e.g. a heteroscedastic GP head) can
 reuse it; ``RandomFeatureGaussianProcess`` is the thin Linen module on top. Its
 precision lives in the non-parameter collection ``"laplace"`` (mutable in training).
@@ -61,6 +65,7 @@ References:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -68,6 +73,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from relbench.errors import UsageError
+from relbench.layers.mixed_precision import DELICATE
 from relbench.layers.random_features import RandomFourierFeatures
 
 LAPLACE = "laplace"
@@ -190,6 +196,8 @@ class RandomFeatureGaussianProcess(nn.Module):
       link: ``"softmax"`` (classes) or ``"sigmoid"`` (independent labels); it weighs a
         per-class precision.
       output_bias: whether the logits get a trainable bias.
+      dtype: the compute dtype of the output layer (``None``: float32); the rest of
+        the head is float32 whatever it says.
     """
 
     num_classes: int
@@ -202,6 +210,7 @@ class RandomFeatureGaussianProcess(nn.Module):
     precision: str = "shared"
     link: str = "softmax"
     output_bias: bool = True
+    dtype: Any = None
 
     def _check(self) -> None:
         if self.precision not in PRECISIONS:
@@ -218,11 +227,15 @@ class RandomFeatureGaussianProcess(nn.Module):
     @nn.compact
     def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
         self._check()
-        x = nn.LayerNorm(name="input_norm")(features) if self.normalize_input else features
+        x = features.astype(DELICATE)
+        x = nn.LayerNorm(name="input_norm")(x) if self.normalize_input else x
         phi = RandomFourierFeatures(
             self.num_features, self.kernel_scale, self.orthogonal_features, name="features"
         )(x)
-        logits = nn.Dense(self.num_classes, use_bias=self.output_bias, name="output")(phi)
+        output = nn.Dense(
+            self.num_classes, use_bias=self.output_bias, dtype=self.dtype, name="output"
+        )
+        logits = output(phi)
         per_class = self.precision == "per_class"
         precision = self.variable(
             LAPLACE,
@@ -234,7 +247,11 @@ class RandomFeatureGaussianProcess(nn.Module):
         )
         if train:
             phi_fixed = lax.stop_gradient(phi)
-            weights = hessian_weights(lax.stop_gradient(logits), self.link) if per_class else None
+            weights = (
+                hessian_weights(lax.stop_gradient(logits).astype(DELICATE), self.link)
+                if per_class
+                else None
+            )
             precision.value = update_precision(precision.value, phi_fixed, weights, self.momentum)
             return logits, {}
         variance = predictive_variance(precision.value, phi, self.ridge)

@@ -11,16 +11,20 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from relbench.layers.mixed_precision import with_dtype
+
 ModuleDef = Any
 
 
 class DenseHead(nn.Module):
-    """A linear classification head with no extra outputs."""
+    """A linear classification head with no extra outputs; ``dtype`` is the compute
+    dtype of its ``dense`` layer (``None``: the dense layer's own)."""
 
     num_classes: int
     dense: ModuleDef = nn.Dense
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
         del train  # a plain linear map behaves the same in training and evaluation.
-        return self.dense(self.num_classes)(features), {}
+        return with_dtype(self.dense, self.dtype)(self.num_classes)(features), {}

@@ -65,6 +65,7 @@ import jax.numpy as jnp
 
 from relbench.errors import UsageError
 from relbench.layers.heads import DenseHead
+from relbench.layers.mixed_precision import DELICATE, as_float32, with_dtype
 
 ModuleDef = Any
 
@@ -160,6 +161,8 @@ class HeteroscedasticHead(nn.Module):
       loc_variance: a key of ``loc``'s extras holding a ``[N]`` or ``[N, K]`` variance
         of the mean logits (a GP head's posterior variance, for HetSNGP [3]) that is
         added to the diagonal noise variance in evaluation; None ignores it.
+      dtype: the compute dtype of ``loc`` and the ``dense`` layers (``None``: their
+        own); the noise and its MC-averaged link are float32 whatever it says.
     """
 
     num_classes: int
@@ -174,6 +177,7 @@ class HeteroscedasticHead(nn.Module):
     loc: ModuleDef = DenseHead
     dense: ModuleDef = nn.Dense
     loc_variance: str | None = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
@@ -182,15 +186,22 @@ class HeteroscedasticHead(nn.Module):
                 f"unknown heteroscedastic link '{self.link}'; choose one of: {', '.join(LINKS)}"
             )
         k, r = self.num_classes, self.num_factors
-        mean_logits, extras = self.loc(k, name="loc")(features, train=train)
-        diag_scale = nn.softplus(self.dense(k, name="diag_scale")(features)) + self.min_scale
+        dense = with_dtype(self.dense, self.dtype)
+        mean_logits, extras = with_dtype(self.loc, self.dtype)(k, name="loc")(features, train=train)
+        # The noise, its samples and the MC softmax are float32 (see mixed_precision).
+        mean_logits, extras = as_float32((mean_logits, extras))
+
+        def output(name: str, width: int) -> jax.Array:
+            return dense(width, name=name)(features).astype(DELICATE)
+
+        diag_scale = nn.softplus(output("diag_scale", k)) + self.min_scale
         factor_loadings = None
         if r > 0 and self.parameter_efficient:
             shared = self.param("factor_loadings", nn.initializers.lecun_normal(), (k, r))
-            gain = self.dense(k, name="factor_gain")(features)  # [N, K]
+            gain = output("factor_gain", k)  # [N, K]
             factor_loadings = gain[:, :, None] * shared[None]  # [N, K, R]
         elif r > 0:
-            flat = self.dense(k * r, name="factor_loadings")(features)
+            flat = output("factor_loadings", k * r)
             factor_loadings = flat.reshape(flat.shape[0], k, r)  # [N, K*R] -> [N, K, R]
         if self.loc_variance is not None and not train:
             variance = extras[self.loc_variance]

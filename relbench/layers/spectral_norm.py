@@ -29,6 +29,10 @@ every call and never written back into the parameters.
 In training (``train=True``) the layer runs ``num_iterations`` steps and stores the new
 ``u``; in evaluation it estimates ``sigma`` from the stored ``u`` and changes nothing.
 
+Under mixed precision (``dtype``, see ``relbench.layers.mixed_precision``) the power
+iteration, ``sigma`` and the bounded kernel are computed from the float32 parameters,
+and only the layer's own product with its inputs runs in ``dtype``.
+
 References:
   [1] Miyato, Kataoka, Koyama, Yoshida. Spectral Normalization for Generative
       Adversarial Networks. ICLR 2018. https://arxiv.org/abs/1802.05957
@@ -42,6 +46,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -96,19 +101,30 @@ def bound_kernel(kernel: jax.Array, sigma: jax.Array, norm_bound: float) -> jax.
     return kernel / jnp.maximum(1.0, sigma / norm_bound)
 
 
+def check_settings(norm_bound: float, num_iterations: int) -> None:
+    """One UsageError line for a bound or an iteration count that cannot work."""
+    if not norm_bound > 0:
+        raise UsageError(f"spectral norm_bound must be > 0, got {norm_bound}")
+    if num_iterations < 1:
+        raise UsageError(f"spectral num_iterations must be >= 1, got {num_iterations}")
+
+
 def _train_flag(module: nn.Module, train: bool | None) -> bool:
     """Checks the module's settings; ``train`` from the field or the call, not both."""
-    if not module.norm_bound > 0:
-        raise UsageError(f"spectral norm_bound must be > 0, got {module.norm_bound}")
-    if module.num_iterations < 1:
-        raise UsageError(f"spectral num_iterations must be >= 1, got {module.num_iterations}")
+    check_settings(module.norm_bound, module.num_iterations)
     return nn.merge_param("train", module.train, train)
 
 
 def _add_bias(module: nn.Module, y: jax.Array) -> jax.Array:
     if not module.use_bias:
         return y
-    return y + module.param("bias", module.bias_init, (module.features,))
+    bias = module.param("bias", module.bias_init, (module.features,), module.param_dtype)
+    return y + bias.astype(y.dtype)
+
+
+def _compute(module: nn.Module, inputs: jax.Array, kernel: jax.Array):
+    """Inputs and the bounded (float32) kernel in the module's compute dtype."""
+    return nn.dtypes.promote_dtype(inputs, kernel, dtype=module.dtype)
 
 
 def _init_u(module: nn.Module, shape: tuple[int, ...], dtype) -> nn.Variable:
@@ -148,6 +164,8 @@ class SpectralNormDense(nn.Module):
       features: output width.
       norm_bound: the bound ``c`` on the spectral norm.
       num_iterations: power-iteration steps per training call.
+      dtype: the compute dtype of the product (``None``: the promoted input dtype).
+      param_dtype: the dtype of the kernel, the bias and ``u``.
     """
 
     features: int
@@ -157,12 +175,16 @@ class SpectralNormDense(nn.Module):
     train: bool | None = None
     kernel_init: Callable = nn.initializers.lecun_normal()
     bias_init: Callable = nn.initializers.zeros_init()
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool | None = None) -> jax.Array:
         train = _train_flag(self, train)
         in_features = inputs.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (in_features, self.features))
+        kernel = self.param(
+            "kernel", self.kernel_init, (in_features, self.features), self.param_dtype
+        )
         kernel = _bounded(
             self,
             kernel,
@@ -171,6 +193,7 @@ class SpectralNormDense(nn.Module):
             (1, self.features),
             train,
         )
+        inputs, kernel = _compute(self, inputs, kernel)
         return _add_bias(self, inputs @ kernel)
 
 
@@ -214,6 +237,8 @@ class SpectralNormConv(nn.Module):
         (padding: ``"SAME"``, ``"VALID"``, ``"SAME_LOWER"``, int or (low, high) pairs).
       norm_bound: the bound ``c`` on the operator norm.
       num_iterations: power-iteration steps per training call.
+      dtype: the compute dtype of the convolution (``None``: the promoted input dtype).
+      param_dtype: the dtype of the kernel, the bias and ``u``.
     """
 
     features: int
@@ -228,6 +253,8 @@ class SpectralNormConv(nn.Module):
     train: bool | None = None
     kernel_init: Callable = nn.initializers.lecun_normal()
     bias_init: Callable = nn.initializers.zeros_init()
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, inputs: jax.Array, train: bool | None = None) -> jax.Array:
@@ -246,7 +273,7 @@ class SpectralNormConv(nn.Module):
                 f"{self.feature_group_count}"
             )
         kernel_shape = (*kernel_size, in_features // self.feature_group_count, self.features)
-        kernel = self.param("kernel", self.kernel_init, kernel_shape)
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
 
         def conv(x, k):
             return lax.conv_general_dilated(
@@ -262,4 +289,4 @@ class SpectralNormConv(nn.Module):
         example = jax.ShapeDtypeStruct((1, *inputs.shape[1:]), kernel.dtype)
         output_shape = jax.eval_shape(conv, example, kernel).shape
         kernel = _bounded(self, kernel, conv, example, output_shape, train)
-        return _add_bias(self, conv(inputs, kernel))
+        return _add_bias(self, conv(*_compute(self, inputs, kernel)))

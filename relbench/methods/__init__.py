@@ -8,7 +8,6 @@ mathematical meaning and are refused with the reason.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from relbench.errors import UsageError
@@ -42,7 +41,9 @@ METHODS = Registry(
         "heteroscedastic": heteroscedastic.make,
         "swag": swag.make,
     },
+    entry_points="relbench.methods",
 )
+register = METHODS.register
 
 #: (method, likelihood) pairings without a meaning, and why: the one list of refusals.
 UNDEFINED = {
@@ -73,8 +74,7 @@ def make(name: str, likelihood: Likelihood = CATEGORICAL, **hparams: Any) -> Met
 
 def hyperparameters(name: str) -> dict[str, Any]:
     """The method's hyperparameters with their defaults (for building configs)."""
-    parameters = inspect.signature(METHODS.get(name)).parameters
-    return {n: p.default for n, p in parameters.items() if n != "likelihood"}
+    return METHODS.defaults(name, exclude=("likelihood",))
 
 
-__all__ = ["METHODS", "UNDEFINED", "Method", "hyperparameters", "make"]
+__all__ = ["METHODS", "UNDEFINED", "Method", "hyperparameters", "make", "register"]

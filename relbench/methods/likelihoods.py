@@ -26,6 +26,10 @@ Every likelihood gives:
 * ``metrics(logits, extras, batch)``: the training metrics of the predictive
   distribution (accuracy, or the mean squared error of the mixture mean);
 * ``smoothed(label_smoothing)``: the same likelihood with smoothed targets.
+
+Where a batch carries ``"weight"`` (``[B]`` or per member ``[M, B]``: importance weights,
+e.g. ``relbench.data.groups``' group reweighting), each example's log-likelihood is
+multiplied by its weight, so every method trains on the weighted objective.
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ class Likelihood(Protocol):
     def metrics(self, logits: jax.Array, extras: dict, batch: Batch) -> dict[str, jax.Array]: ...
 
     def smoothed(self, label_smoothing: float) -> Likelihood: ...
+
+
+def _weighted(log_prob: jax.Array, batch: Batch) -> jax.Array:
+    """``[M, B]`` log-likelihoods times the batch's example weights, where it has them."""
+    return log_prob * batch["weight"] if "weight" in batch else log_prob
 
 
 def _with_member_axis(targets: jax.Array, rank: int) -> jax.Array:
@@ -96,7 +105,8 @@ class Categorical:
     def log_prob(self, logits: jax.Array, extras: dict, batch: Batch) -> jax.Array:
         del extras  # the logits are the whole prediction.
         targets = _class_targets(batch, logits.shape[-1], self.label_smoothing)
-        return -optax.softmax_cross_entropy(logits, _with_member_axis(targets, logits.ndim))
+        log_prob = -optax.softmax_cross_entropy(logits, _with_member_axis(targets, logits.ndim))
+        return _weighted(log_prob, batch)
 
     def head(self, loc: ModuleDef, dense: ModuleDef) -> ModuleDef:
         del dense  # the location head's logits are the output.
@@ -132,7 +142,7 @@ class Bernoulli:
     def log_prob(self, logits: jax.Array, extras: dict, batch: Batch) -> jax.Array:
         del extras
         targets = _with_member_axis(self._targets(batch, logits.shape[-1]), logits.ndim)
-        return -optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1)
+        return _weighted(-optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1), batch)
 
     def head(self, loc: ModuleDef, dense: ModuleDef) -> ModuleDef:
         del dense
@@ -168,7 +178,7 @@ class Gaussian:
 
     def log_prob(self, logits: jax.Array, extras: dict, batch: Batch) -> jax.Array:
         y = self._targets(logits, batch)
-        return jnp.sum(gaussian_log_prob(y, logits, extras["variance"]), axis=-1)
+        return _weighted(jnp.sum(gaussian_log_prob(y, logits, extras["variance"]), axis=-1), batch)
 
     def head(self, loc: ModuleDef, dense: ModuleDef) -> ModuleDef:
         return functools.partial(GaussianHead, loc=loc, dense=dense)

@@ -7,6 +7,12 @@ repetition ``R``, input repetition ``rho``), feeds the M shuffled inputs stacked
 channel axis, and averages the M heads' negative log-likelihoods of their own targets.
 At test time every member sees the same input and the M heads give ``[M, B, K]``.
 
+Default ``rho = 0.5``: half of each batch's slots show all members the same example.
+With independent inputs only (``rho = 0``) the members of a small network learn slowly:
+on the digits MLP and CNN at the learning gate's budget (tests/experiments) ``rho = 0``
+trails deterministic by 3 and 12 points of test accuracy, ``rho = 0.5`` by at most 0.4;
+[1] uses 0.5 on CIFAR-100 and 0.6 on ImageNet.
+
 References:
   [1] Havasi, Jenatton, Fort, Liu, Snoek, Lakshminarayanan, Dai, Tran. Training
       independent subnetworks for robust prediction. ICLR 2021.
@@ -48,7 +54,7 @@ def make(
     likelihood: Likelihood = CATEGORICAL,
     ensemble_size: int = 3,
     batch_repetitions: int = 1,
-    input_repetition_probability: float = 0.0,
+    input_repetition_probability: float = 0.5,
     label_smoothing: float = 0.0,
 ) -> Method:
     """Args:

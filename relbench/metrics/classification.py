@@ -43,6 +43,7 @@ from relbench.metrics.calibration import (
 )
 from relbench.metrics.conformal import PREDICTION_INTERVALS, PREDICTION_SETS
 from relbench.metrics.diversity import ENSEMBLE_DIVERSITY
+from relbench.metrics.groups import GROUP_METRICS
 from relbench.metrics.multilabel import (
     MULTILABEL_IN_DISTRIBUTION,
     MULTILABEL_OUT_OF_DISTRIBUTION,
@@ -152,10 +153,11 @@ SCORE_METRICS = (UNCERTAINTY_SCORES, MULTILABEL_UNCERTAINTY_SCORES)
 def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
     """The metrics reported for an evaluation set: the one place this is decided.
 
-    Classification sets also get the soft-label scores, which report only for sets
-    whose batches carry soft labels, and every set the conformal metrics
-    (``conformal.py``), which report only after a conformal post-hoc step;
-    multi-label sets get ``multilabel.py``'s suite.
+    Classification sets also get the soft-label scores and the per-group metrics, which
+    report only for sets whose batches carry soft labels (``"soft_label"``) or group
+    memberships (``"group"``), and every set the conformal metrics (``conformal.py``),
+    which report only after a conformal post-hoc step; multi-label sets get
+    ``multilabel.py``'s suite.
     """
     if task == "regression":
         if is_ood:
@@ -169,7 +171,7 @@ def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
         )
     if is_ood:
         return (*OUT_OF_DISTRIBUTION, PREDICTION_SETS)
-    return (*IN_DISTRIBUTION, SOFT_LABEL_SCORES, PREDICTION_SETS)
+    return (*IN_DISTRIBUTION, SOFT_LABEL_SCORES, GROUP_METRICS, PREDICTION_SETS)
 
 
 def _predictions(log_probs, labels, mask) -> Predictions:

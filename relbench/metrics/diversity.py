@@ -15,7 +15,8 @@ averaged over the (unmasked) examples:
   ``(M sum_m sum_k p_mk log p_mk - sum_k (sum_m p_mk)(sum_n log p_nk)) / (M(M-1))``.
 
 For a single member (M = 1) there are no pairs: disagreement, pairwise KL and mutual
-information are 0, and both entropies equal the model's entropy; nothing is NaN.
+information would be 0 for every input, so they are not reported (an uninformative
+constant is not a result); both entropies equal the model's entropy.
 
 References:
   [1] Depeweg, Hernandez-Lobato, Doshi-Velez, Udluft. Decomposition of Uncertainty in
@@ -46,6 +47,15 @@ NAMES = (
 )
 
 
+#: Terms that are 0 for every input of a single member: omitted for M = 1.
+BETWEEN_MEMBERS = ("mutual_information", "disagreement", "pairwise_kl")
+
+
+def informative(values: dict, members: int) -> dict:
+    """``values`` without the between-member terms where there is one member."""
+    return values if members > 1 else {k: v for k, v in values.items() if k not in BETWEEN_MEMBERS}
+
+
 def per_example_diversity(logits: jax.Array, log_probs: jax.Array) -> dict[str, jax.Array]:
     """``[M, B, K]`` logits and ``[B, K]`` predictive log probs -> ``{name: [B]}``."""
     members, _, num_classes = logits.shape
@@ -58,13 +68,14 @@ def per_example_diversity(logits: jax.Array, log_probs: jax.Array) -> dict[str, 
     disagreement = (members**2 - jnp.sum(votes**2, axis=-1)) / pairs
     self_term = members * jnp.sum(member_probs * member_log_probs, axis=(0, 2))
     cross_term = jnp.sum(jnp.sum(member_probs, 0) * jnp.sum(member_log_probs, 0), axis=-1)
-    return {
+    values = {
         "predictive_entropy": predictive_entropy,
         "expected_member_entropy": member_entropy,
         "mutual_information": jnp.maximum(predictive_entropy - member_entropy, 0.0),
         "disagreement": disagreement,
         "pairwise_kl": jnp.maximum(self_term - cross_term, 0.0) / pairs,
     }
+    return informative(values, members)
 
 
 def _statistics(p: Predictions):
@@ -73,7 +84,7 @@ def _statistics(p: Predictions):
 
 
 def _result(s) -> dict[str, float]:
-    return {name: s[name] / s["count"] for name in NAMES}
+    return {name: s[name] / s["count"] for name in NAMES if name in s}
 
 
 ENSEMBLE_DIVERSITY = StreamingMetric(_statistics, _result)

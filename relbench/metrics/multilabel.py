@@ -30,7 +30,7 @@ sigmoid(z_mk)``, the predictive probability of label k ``p_k = 1/M sum_m s_mk``
   sum_{m != n} sum_k KL(Bern(s_mk) || Bern(s_nk)); ``disagreement`` = the mean over
   labels of the fraction of member pairs whose predictions ``1[s_mk > 0.5]`` differ,
   ``2 c_k (M - c_k) / (M(M-1))`` with ``c_k`` members predicting 1. One member: MI,
-  KL and disagreement are 0, never NaN;
+  KL and disagreement are 0 for every input, so they are omitted;
 * uncertainty scores, larger = more uncertain (OOD sets are pooled with the reference
   set on them: ``ood.py``): ``entropy`` (``predictive_entropy`` above),
   ``mutual_information``, ``joint_energy`` = -1/M sum_m sum_k log(1 + exp(z_mk)) (the
@@ -71,6 +71,7 @@ from relbench.metrics.calibration import (
     classwise_result,
     reliability_diagram,
 )
+from relbench.metrics.diversity import informative
 from relbench.metrics.predictive import multilabel_log_probs
 from relbench.metrics.scores import extras_variance
 from relbench.metrics.streaming import Predictions, StreamingMetric, evaluate_arrays
@@ -185,13 +186,14 @@ def per_example_diversity(logits: jax.Array) -> dict[str, jax.Array]:
         member_not_p, 0
     ) * jnp.sum(member_log_not_p, 0)
     votes = jnp.sum((logits > 0).astype(logits.dtype), axis=0)  # [B, K]
-    return {
+    values = {
         "predictive_entropy": jnp.sum(predictive_entropy, -1),
         "expected_member_entropy": jnp.sum(member_entropy, -1),
         "mutual_information": jnp.sum(jnp.maximum(predictive_entropy - member_entropy, 0.0), -1),
         "disagreement": jnp.mean(2 * votes * (members - votes), -1) / pairs,
         "pairwise_kl": jnp.sum(jnp.maximum(self_term - cross_term, 0.0), -1) / pairs,
     }
+    return informative(values, members)
 
 
 def _diversity_statistics(p: Predictions):
@@ -200,7 +202,7 @@ def _diversity_statistics(p: Predictions):
 
 
 def _diversity_result(s) -> dict[str, float]:
-    return {name: s[name] / s["count"] for name in DIVERSITY_NAMES}
+    return {name: s[name] / s["count"] for name in DIVERSITY_NAMES if name in s}
 
 
 def uncertainty_scores(p: Predictions) -> dict[str, jax.Array]:
@@ -208,7 +210,7 @@ def uncertainty_scores(p: Predictions) -> dict[str, jax.Array]:
     diversity = per_example_diversity(p.logits)
     scores = {
         "entropy": diversity["predictive_entropy"],
-        "mutual_information": diversity["mutual_information"],
+        **{k: diversity[k] for k in ("mutual_information",) if k in diversity},
         "joint_energy": -jnp.mean(jnp.sum(jax.nn.softplus(p.logits), axis=-1), axis=0),
     }
     variance = extras_variance(p.extras)

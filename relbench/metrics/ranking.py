@@ -29,6 +29,8 @@ References:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -75,8 +77,10 @@ def average_precision(scores, positives) -> float:
     num_pos = tp[-1] if len(tp) else 0.0
     if num_pos == 0:
         return float("nan")
-    recall_step = np.diff(np.r_[0.0, tp]) / num_pos
-    return float(recall_step @ (tp / (tp + fp)))
+    # Each term is at most its TP step and fsum rounds the sum once, so AP <= 1 exactly
+    # (a dot product of recall steps and precisions reached 1.0000000000000004).
+    terms = np.diff(np.r_[0.0, tp]) * (tp / (tp + fp))
+    return math.fsum(terms.tolist()) / num_pos
 
 
 def fpr_at_tpr(scores, positives, tpr: float = 0.95) -> float:

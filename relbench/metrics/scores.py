@@ -6,8 +6,8 @@ is oriented so that **larger means more uncertain** (more likely OOD, sooner def
 
 * ``max_prob``: ``-max_k p_k`` (the maximum softmax probability, negated) [1];
 * ``entropy``: predictive entropy ``H[p] = -sum_k p_k log p_k``;
-* ``mutual_information``: ``H[p] - 1/M sum_m H[p_m]`` (the epistemic part, BALD) [2];
-  exactly 0 for one member, clipped at 0 against rounding;
+* ``mutual_information``: ``H[p] - 1/M sum_m H[p_m]`` (the epistemic part, BALD) [2],
+  clipped at 0 against rounding; only for M > 1 (0 for every input of one member);
 * ``max_logit``: ``-1/M sum_m max_k z_mk`` [3];
 * ``energy``: ``1/M sum_m -log sum_k exp(z_mk)`` (the free energy at temperature 1) [4];
 * ``variance``: where the model's extras carry ``"variance"`` (``[M, B]`` or
@@ -70,10 +70,11 @@ def uncertainty_scores(p: Predictions) -> dict[str, jax.Array]:
     scores = {
         "max_prob": -jnp.exp(jnp.max(p.log_probs, axis=-1)),
         "entropy": entropy(p.log_probs),
-        "mutual_information": mutual_information(p.logits, p.log_probs),
         "max_logit": -jnp.mean(jnp.max(p.logits, axis=-1), axis=0),
         "energy": -jnp.mean(jax.nn.logsumexp(p.logits, axis=-1), axis=0),
     }
+    if p.logits.shape[0] > 1:  # one member's mutual information is constant 0
+        scores["mutual_information"] = mutual_information(p.logits, p.log_probs)
     variance = extras_variance(p.extras)
     if variance is not None:
         scores["variance"] = variance

@@ -43,6 +43,8 @@ class Predictions:
         GP predictive variance).
       soft_labels: ``[B, K]`` a distribution over classes per example (raters' votes),
         or None where the set has none (``metrics.soft_labels``).
+      groups: ``[B, G]`` 0/1 membership of each example in G subpopulations, or None
+        where the set has none (``metrics.groups``).
 
     For regression (``metrics.regression``), ``logits`` are the ``[M, B, O]`` member
     means, ``extras["variance"]`` their ``[M, B, O]`` variances and ``labels`` the
@@ -57,11 +59,12 @@ class Predictions:
     mask: jax.Array
     extras: Mapping[str, jax.Array] = dataclasses.field(default_factory=dict)
     soft_labels: jax.Array | None = None
+    groups: jax.Array | None = None
 
 
 jax.tree_util.register_dataclass(
     Predictions,
-    data_fields=["logits", "log_probs", "labels", "mask", "extras", "soft_labels"],
+    data_fields=["logits", "log_probs", "labels", "mask", "extras", "soft_labels", "groups"],
     meta_fields=[],
 )
 
@@ -167,6 +170,7 @@ def _rows(p: Predictions, start: int, stop: int) -> Predictions:
         mask=p.mask[start:stop],
         extras={k: v[:, start:stop] for k, v in p.extras.items()},
         soft_labels=None if p.soft_labels is None else p.soft_labels[start:stop],
+        groups=None if p.groups is None else p.groups[start:stop],
     )
 
 

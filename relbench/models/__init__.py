@@ -13,6 +13,7 @@ from relbench.models.cnn import CNN
 from relbench.models.layer_types import LayerTypes
 from relbench.models.lstm import LSTMClassifier
 from relbench.models.mlp import MLP
+from relbench.models.nnx_mlp import NNXMLP
 from relbench.models.resnet import CifarResNet, ResNet
 from relbench.models.vit import VisionTransformer
 from relbench.models.wide_resnet import WideResNet
@@ -28,9 +29,12 @@ MODELS = Registry(
         "wide_resnet": WideResNet,
         "vit": VisionTransformer,
         "lstm": LSTMClassifier,
+        "nnx_mlp": NNXMLP,
     },
+    entry_points="relbench.models",
 )
 make = MODELS.make
+register = MODELS.register
 
 
 def default_layers(name: str) -> LayerTypes:
@@ -43,6 +47,7 @@ __all__ = [
     "CNN",
     "MLP",
     "MODELS",
+    "NNXMLP",
     "CifarResNet",
     "Classifier",
     "LSTMClassifier",
@@ -52,4 +57,5 @@ __all__ = [
     "WideResNet",
     "default_layers",
     "make",
+    "register",
 ]

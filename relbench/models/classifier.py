@@ -7,6 +7,10 @@ splits every output into the ``[M, B, ...]`` contract. A model is a subclass tha
 declares its shape hyperparameters and defines ``trunk``; the layer types come from
 ``layers`` (``LayerTypes``). The trunk's features travel as ``extras["features"]``
 (``[M, B, D]``), for post-hoc steps and detectors that read the penultimate layer.
+
+Whatever the compute dtype (``layers.dtype``), the outputs are float32, so that every
+softmax, loss and metric downstream is computed in float32
+(``relbench.layers.mixed_precision``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import flax.linen as nn
 import jax
 
 from relbench.layers.members import split_members, tile_members
+from relbench.layers.mixed_precision import as_float32
 from relbench.models.layer_types import LayerTypes
 
 FEATURES = "features"
@@ -48,7 +53,8 @@ class Classifier(nn.Module):
         features = self.trunk(x, layers, train=train)  # [M*B, D]
         logits, extras = layers.head(self.num_classes)(features, train=train)
         # A head that changes the row layout (MIMO) sets its own features.
-        return member_outputs(logits, {FEATURES: features, **extras}, members)
+        outputs = as_float32((logits, {FEATURES: features, **extras}))
+        return member_outputs(*outputs, members)
 
     def trunk(self, x: jax.Array, layers: LayerTypes, *, train: bool) -> jax.Array:
         """Member-major inputs ``[M * B, ...]`` -> features ``[M * B, D]``."""

@@ -19,28 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 from typing import Any
 
 import flax.linen as nn
 import jax
 
 from relbench.layers.heads import DenseHead
+from relbench.layers.mixed_precision import bind_fields, with_dtype
 
 ModuleDef = Any
-
-
-def bind_fields(layer_type: ModuleDef, **fields: Any) -> ModuleDef:
-    """``layer_type`` with those of ``fields`` set that its constructor takes.
-
-    Layers that behave differently in training and evaluation declare it as a
-    constructor field (``train`` for spectral-normalized layers, which update their
-    power iteration only in training; ``use_running_average`` for batch norm); plain
-    ``nn.Dense`` and ``nn.Conv`` take neither and come back unchanged.
-    """
-    parameters = inspect.signature(layer_type).parameters
-    taken = {name: value for name, value in fields.items() if name in parameters}
-    return functools.partial(layer_type, **taken) if taken else layer_type
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +42,9 @@ class LayerTypes:
     cell: the recurrent cell type of sequence models.
     ensemble_size: M, the members the model runs at once: it tiles its input
       member-major (``layers.members``) and returns ``[M, B, K]`` logits.
+    dtype: the compute dtype of every layer (``None``: float32, the parameters'
+      dtype); ``bound`` gives it to every type that takes a ``dtype`` field, and a
+      model gives it to the layers it builds itself (``relbench.layers.mixed_precision``).
     """
 
     dense: ModuleDef = nn.Dense
@@ -65,14 +55,19 @@ class LayerTypes:
     head: ModuleDef = DenseHead
     cell: ModuleDef = nn.OptimizedLSTMCell
     ensemble_size: int = 1
+    dtype: Any = None
 
     def bound(self, train: bool) -> LayerTypes:
-        """The same types with the mode set on every type that takes it as a field."""
+        """The same types with the mode and the compute dtype set on every type that
+        takes them as fields."""
+        dtype = self.dtype
         return dataclasses.replace(
             self,
-            dense=bind_fields(self.dense, train=train),
-            conv=bind_fields(self.conv, train=train),
-            norm=bind_fields(self.norm, use_running_average=not train),
+            dense=with_dtype(bind_fields(self.dense, train=train), dtype),
+            conv=with_dtype(bind_fields(self.conv, train=train), dtype),
+            norm=with_dtype(bind_fields(self.norm, use_running_average=not train), dtype),
+            head=with_dtype(self.head, dtype),
+            cell=with_dtype(self.cell, dtype),
         )
 
     def drop(self, x: jax.Array, *, train: bool) -> jax.Array:

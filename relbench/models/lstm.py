@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from relbench.layers.mixed_precision import with_dtype
 from relbench.models.classifier import Classifier
 from relbench.models.layer_types import LayerTypes
 
@@ -46,7 +47,8 @@ class LSTMClassifier(Classifier):
     def trunk(self, x: jax.Array, layers: LayerTypes, *, train: bool) -> jax.Array:
         tokens = x.astype(jnp.int32)  # [M*B, T]
         lengths = jnp.maximum(jnp.sum(tokens != 0, axis=1), 1)  # [M*B]
-        x = layers.drop(self.embed(self.vocab_size, self.embed_dim)(tokens), train=train)
+        embed = with_dtype(self.embed, layers.dtype)
+        x = layers.drop(embed(self.vocab_size, self.embed_dim)(tokens), train=train)
         outputs = nn.RNN(layers.cell(features=self.hidden_size))(x, seq_lengths=lengths)
         last = outputs[jnp.arange(outputs.shape[0]), lengths - 1]  # [M*B, T, H] -> [M*B, H]
         return layers.drop(last, train=train)

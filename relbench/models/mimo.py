@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from relbench.layers.heads import DenseHead
 from relbench.layers.members import tile_members
+from relbench.layers.mixed_precision import with_dtype
 
 ModuleDef = Any
 
@@ -90,11 +91,13 @@ class MIMOHead(nn.Module):
       num_classes: K.
       ensemble_size: M.
       head: the head type of the M * K outputs.
+      dtype: the compute dtype of ``head`` (``None``: its own).
     """
 
     num_classes: int
     ensemble_size: int = 3
     head: ModuleDef = DenseHead
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
@@ -104,6 +107,6 @@ class MIMOHead(nn.Module):
             outputs = jnp.swapaxes(outputs.reshape(n, m, k), 0, 1)  # [N, M*K] -> [M, N, K]
             return outputs.reshape(m * n, k)  # [M, N, K] -> [M*N, K]
 
-        logits, extras = self.head(m * k)(features, train=train)
+        logits, extras = with_dtype(self.head, self.dtype)(m * k)(features, train=train)
         extras = {name: member_major(value) for name, value in extras.items()}
         return member_major(logits), {"features": tile_members(features, m), **extras}

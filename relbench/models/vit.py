@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from relbench.layers.mixed_precision import with_dtype
 from relbench.models.classifier import Classifier
 from relbench.models.layer_types import LayerTypes
 
@@ -39,7 +40,9 @@ ModuleDef = Any
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     """``softmax(q k^T / sqrt(d)) v`` per head: ``[N, T, H, d]`` in, ``[N, T, H, d]`` out."""
     logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-    return jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(logits, axis=-1), v)
+    # The softmax in float32 whatever the compute dtype (relbench.layers.mixed_precision).
+    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
+    return jnp.einsum("nhqk,nkhd->nqhd", weights, v)
 
 
 class EncoderBlock(nn.Module):
@@ -55,8 +58,8 @@ class EncoderBlock(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         n, t, width = x.shape
         head_dim = width // self.num_heads
-        dense = self.layers.dense
-        y = self.layer_norm()(x)
+        dense, layer_norm = self.layers.dense, with_dtype(self.layer_norm, self.layers.dtype)
+        y = layer_norm()(x)
         # [N, T, D] -> [N, T, H, D/H] for each of q, k, v.
         q, k, v = (
             dense(width, name=name)(y).reshape(n, t, self.num_heads, head_dim)
@@ -64,7 +67,7 @@ class EncoderBlock(nn.Module):
         )
         y = dot_product_attention(q, k, v).reshape(n, t, width)  # [N, T, H, D/H] -> [N, T, D]
         x = x + self.layers.drop(dense(width, name="out")(y), train=train)
-        y = self.activation(dense(self.mlp_dim)(self.layer_norm()(x)))
+        y = self.activation(dense(self.mlp_dim)(layer_norm()(x)))
         y = dense(width)(self.layers.drop(y, train=train))
         return x + self.layers.drop(y, train=train)
 
@@ -99,16 +102,18 @@ class VisionTransformer(Classifier):
         x = layers.conv(self.hidden_size, p, strides=p, padding="VALID", name="embedding")(x)
         n = x.shape[0]
         x = x.reshape(n, -1, self.hidden_size)  # [N, H/p, W/p, D] -> [N, T, D]
-        cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size))
+        cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size)).astype(x.dtype)
         x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, self.hidden_size)), x], axis=1)
         positions = self.param(
             "position_embedding", nn.initializers.normal(0.02), (1, *x.shape[1:])
-        )
+        ).astype(x.dtype)
         x = layers.drop(x + positions, train=train)
         for _ in range(self.num_layers):
             block = EncoderBlock(
                 self.num_heads, self.mlp_dim, layers, self.layer_norm, self.activation
             )
             x = block(x, train=train)
-        x = self.layer_norm()(x)[:, 0]  # the class token: [N, T, D] -> [N, D]
+        x = with_dtype(self.layer_norm, layers.dtype)()(x)[
+            :, 0
+        ]  # the class token: [N, T, D] -> [N, D]
         return layers.drop(x, train=train)

@@ -46,8 +46,10 @@ POSTHOC_STEPS = Registry(
         },
     },
     section="posthoc_hparams.{name}",
+    entry_points="relbench.posthoc",
 )
 make = POSTHOC_STEPS.make
+register = POSTHOC_STEPS.register
 
 
 def hyperparameters(name: str) -> dict[str, Any]:
@@ -55,4 +57,4 @@ def hyperparameters(name: str) -> dict[str, Any]:
     return {n: p.default for n, p in inspect.signature(POSTHOC_STEPS.get(name)).parameters.items()}
 
 
-__all__ = ["POSTHOC_STEPS", "PosthocStep", "apply_all", "hyperparameters", "make"]
+__all__ = ["POSTHOC_STEPS", "PosthocStep", "apply_all", "hyperparameters", "make", "register"]

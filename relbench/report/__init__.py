@@ -14,7 +14,7 @@ import pathlib
 from collections.abc import Sequence
 
 from relbench.errors import UsageError
-from relbench.report import leaderboard, plots
+from relbench.report import leaderboard, learning_curves, plots
 from relbench.report.runs import Run, group_runs, load_run
 
 _STYLE = """
@@ -29,7 +29,8 @@ p.note { color: #555; max-width: 60em; }
 """
 
 CONVENTIONS = (
-    "Mean ± sample std over seeds (runs sharing a config up to its seed); best mean in "
+    "Mean ± sample std over seeds and data splits (runs sharing a config up to its seed "
+    "and dataset.split_seed); best mean in "
     "bold. Metrics are on the in-distribution test set unless a column names a set. OOD "
     "sets are pooled with the test set and OOD is the positive class; the headline OOD "
     f"score is the predictive {leaderboard.HEADLINE_SCORE}. cAcc/cNLL/cECE average over "
@@ -43,7 +44,8 @@ def write_report(
     """Writes the report; returns the paths written (markdown, HTML, figures)."""
     if not run_dirs:
         raise UsageError("report needs at least one RUN_DIR: relbench report RUN_DIR ... --out DIR")
-    runs: list[Run] = [load_run(d) for d in run_dirs]
+    curve_dirs = [d for d in run_dirs if learning_curves.is_active_learning(d)]
+    runs: list[Run] = [load_run(d) for d in run_dirs if d not in curve_dirs]
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md = ["# relbench leaderboard", "", CONVENTIONS, ""]
@@ -63,6 +65,15 @@ def write_report(
                 f'<img alt="{html.escape(figure.stem)}" src="data:image/png;base64,{data}">'
             )
         md.append("Runs: " + ", ".join(f"`{r.directory}`" for row in rows for r in row.runs) + "\n")
+    for index, (experiment, curves) in enumerate(learning_curves.load_curves(curve_dirs).items()):
+        md.extend([f"## {experiment}\n", *learning_curves.final_table(curves), ""])
+        body.append(f"<h2>{html.escape(experiment)}</h2>")
+        body.append(f"<pre>{html.escape(chr(10).join(learning_curves.final_table(curves)))}</pre>")
+        figure = learning_curves.figure(experiment, curves, out / f"learning_curves_{index}.png")
+        written.append(figure)
+        md.append(f"![{figure.stem}]({figure.name})\n")
+        data = base64.b64encode(figure.read_bytes()).decode()
+        body.append(f'<img alt="{html.escape(figure.stem)}" src="data:image/png;base64,{data}">')
     (out / "leaderboard.md").write_text("\n".join(md))
     page = (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>relbench leaderboard</title>"

@@ -4,7 +4,10 @@ Each experiment (dataset x model) gets a headline table — in-distribution test
 each shift suite's ``cAcc/cNLL/cECE``, and each OOD set's AUROC and FPR@95 with the
 predictive entropy as the score — and detail tables: calibration and selective
 prediction, OOD detection by score, ensemble diversity. The best mean of each column is
-bold (arrows say which way is better).
+bold (arrows say which way is better) where the column is informative: two or more
+different values (a score a method does not have is "–", never a constant). A mean
+whose distance to the best is within the sum of their standard deviations over seeds
+is marked "≈": the difference is smaller than the spread.
 """
 
 from __future__ import annotations
@@ -104,13 +107,7 @@ class Table:
         stats = [
             [mean_std(row.values(c.set_name, c.metric)) for c in self.columns] for row in self.rows
         ]
-        best = []
-        for j, column in enumerate(self.columns):
-            means = [s[j][0] for s in stats if math.isfinite(s[j][0])]
-            if column.higher_is_better is None or len(means) < 2:
-                best.append(None)
-            else:
-                best.append(max(means) if column.higher_is_better else min(means))
+        best = [self._best(j, [s[j] for s in stats]) for j in range(len(self.columns))]
         out = []
         for row, row_stats in zip(self.rows, stats, strict=True):
             n = len(row.runs)
@@ -120,9 +117,21 @@ class Table:
                     cells.append(("–", False))
                     continue
                 text = f"{mean:.4g}" + (f" ± {std:.2g}" if n > 1 else "")
-                cells.append((text, best[j] is not None and mean == best[j]))
+                if best[j] is not None and mean != best[j][0]:
+                    if abs(mean - best[j][0]) <= std + best[j][1]:
+                        text += " ≈"  # within the spread of the best: not distinguishable
+                cells.append((text, best[j] is not None and mean == best[j][0]))
             out.append(cells)
         return out
+
+    def _best(self, j: int, column_stats) -> tuple[float, float] | None:
+        """The best ``(mean, std)`` of column ``j``; None where nothing is informative:
+        a descriptive column, fewer than two finite values, or all of them equal."""
+        finite = [(m, s) for m, s in column_stats if math.isfinite(m)]
+        if self.columns[j].higher_is_better is None or len({m for m, _ in finite}) < 2:
+            return None
+        pick = max if self.columns[j].higher_is_better else min
+        return pick(finite, key=lambda ms: ms[0])
 
 
 def _sets(rows: Sequence[Row], predicate) -> list[str]:

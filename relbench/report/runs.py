@@ -3,7 +3,8 @@
 A run directory holds ``config.json``, ``results.json`` and (since the evaluation
 protocol) ``curves.json``, all written by ``train_and_evaluate``. Runs are grouped into
 *experiments* (same dataset and model) and, within one, into *rows*: runs whose configs
-are equal except for ``seed`` are seeds of one row, shown as mean ± std.
+are equal except for ``seed`` (and ``dataset.split_seed``: the random splits of the UCI
+protocol) are one row, shown as mean ± std.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ class Run:
 
     @property
     def config_key(self) -> str:
-        """A digest of the config without its seed: equal for seeds of one setting."""
+        """A digest of the config without its seed and its dataset's ``split_seed`` (the
+        UCI protocol's random splits): equal for the seeds and splits of one setting."""
         rest = {k: v for k, v in self.config.items() if k != "seed"}
+        if isinstance(rest.get("dataset"), dict) and "split_seed" in rest["dataset"]:
+            rest["dataset"] = {k: v for k, v in rest["dataset"].items() if k != "split_seed"}
         return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8]
 
 

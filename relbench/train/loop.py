@@ -26,7 +26,6 @@ import functools
 import math
 import pathlib
 import time
-import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -43,16 +42,19 @@ from relbench import metrics as metrics_lib
 from relbench import models as models_lib
 from relbench import posthoc as posthoc_lib
 from relbench.errors import UsageError
+from relbench.layers import mixed_precision
 from relbench.methods import likelihoods
 from relbench.methods.method import AfterTraining, after_training_sequence, rng_dict
 from relbench.methods.precise_bn import BATCH_STATS, precise_batch_norm
 from relbench.registry import check_kwargs
 from relbench.train import determinism, evaluation, optimizers, sharding
+from relbench.train import workdir as workdir_lib
 from relbench.train.checkpoints import Checkpoints, Stages
 from relbench.train.evaluation import EvaluationSettings
+from relbench.train.init_from import InitFrom, frozen_optimizer, start_from_checkpoint
 from relbench.train.probes import run_probes
 from relbench.train.state import TrainState
-from relbench.train.writers import RunWriter, progress_bar
+from relbench.train.writers import PredictionWriter, RunWriter, progress_bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +73,7 @@ class LoopSettings:
     model_axis_size: int = 1  # devices that split what the method's partition rules name
     precise_batch_norm: bool = True  # batch norms get population statistics after training
     refit_batches: int = 100  # training batches after-training steps read (<= one epoch)
+    compute_dtype: str = "float32"  # or "bfloat16": parameters stay float32 (mixed precision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +100,14 @@ class Experiment:
     evaluation: EvaluationSettings = EvaluationSettings()
     posthoc: tuple[PosthocEntry, ...] = ()
     method_config: dict = dataclasses.field(default_factory=dict)  # name and hparams
+    init_from: InitFrom = InitFrom()
 
 
-def build_model(config_model: ml_collections.ConfigDict, method, num_classes: int):
-    """The model of ``config.model`` (widths and depths) with the method's layer types."""
+def build_model(
+    config_model: ml_collections.ConfigDict, method, num_classes: int, compute_dtype="float32"
+):
+    """The model of ``config.model`` (widths and depths) with the method's layer types,
+    computing in ``compute_dtype`` (``relbench.layers.mixed_precision``)."""
     kwargs = dict(config_model)
     name = kwargs.pop("name")
     reserved = sorted(set(kwargs) & {"layers", "num_classes"})
@@ -110,6 +117,7 @@ def build_model(config_model: ml_collections.ConfigDict, method, num_classes: in
             "from config.model (set it through config.method or config.dataset)"
         )
     layers = method.layers(models_lib.default_layers(name))
+    layers = dataclasses.replace(layers, dtype=mixed_precision.compute_dtype(compute_dtype))
     return models_lib.make(name, **kwargs, layers=layers, num_classes=num_classes)
 
 
@@ -163,10 +171,18 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             "the likelihood; remove it"
         )
     method = methods_lib.make(likelihood=likelihood, **config.method)
-    model = build_model(config.model, method, dataset.num_classes)
+    model = build_model(config.model, method, dataset.num_classes, settings.compute_dtype)
     total_steps = math.ceil(settings.num_epochs * len(dataset.train) / settings.global_batch_size)
+    init_from = dict(config.init_from) if "init_from" in config else {}  # adaptation
+    check_kwargs(InitFrom, init_from, "config.init_from", "init_from")
+    init_from = InitFrom(**init_from)
     optimizer = method.optimizer(
-        optimizers.make(total_steps=total_steps, decay_mask=method.decay_mask, **config.optimizer),
+        frozen_optimizer(
+            optimizers.make(
+                total_steps=total_steps, decay_mask=method.decay_mask, **config.optimizer
+            ),
+            init_from.freeze,
+        ),
         total_steps,
     )
     # A config without an evaluation suite evaluates the dataset's own sets only.
@@ -184,33 +200,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         EvaluationSettings(**evaluation_kwargs),
         build_posthoc(config, dataset),
         config.method.to_dict(),
+        init_from,
     )
-
-
-def _prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
-    path = pathlib.Path(workdir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_probe_{uuid.uuid4().hex}"  # processes may share the workdir
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(
-            f"cannot write to workdir '{path}' ({error.strerror}); choose a writable --workdir"
-        ) from None
-    return path
-
-
-def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-    """``config.json``; a different one already there (a run resumed with changes) is
-    kept as ``config.<i>.json``, the lowest free ``i``."""
-    path, text = workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
-    if path.exists() and path.read_text() != text:
-        index = 1
-        while (workdir / f"config.{index}.json").exists():
-            index += 1
-        path.replace(workdir / f"config.{index}.json")
-    path.write_text(text)
 
 
 def named_key(key: jax.Array, name: str) -> jax.Array:
@@ -301,6 +292,7 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
                 mask=labels["mask"],
                 extras=extras,
                 soft_labels=labels.get("soft_label"),
+                groups=labels.get("group"),
             )
             return metrics_lib.batch_statistics(suite, predictions)
 
@@ -316,14 +308,18 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
         for is_ood in (False, True)
     }
 
-    def eval_step(state: TrainState, batch, key, is_ood: bool, fitted=None):
+    def reduce_outputs(outputs, batch, is_ood: bool, fitted=None):
         labels = {name: value for name, value in batch.items() if name != "input"}
+        return reduce[is_ood](outputs, labels, fitted)
+
+    def eval_step(state: TrainState, batch, key, is_ood: bool, fitted=None):
         # One collective program in flight at a time (see set_outputs); the caller
         # fetches every batch's statistics anyway, so this costs no overlap.
         outputs = jax.block_until_ready(predict(state, batch["input"], key))
-        return reduce[is_ood](outputs, labels, fitted)
+        return reduce_outputs(outputs, batch, is_ood, fitted)
 
     eval_step.predict = predict  # the post-hoc fit reuses the compiled forward pass
+    eval_step.reduce = reduce_outputs  # evaluate keeps the outputs between the two
     return eval_step
 
 
@@ -433,13 +429,14 @@ def fit_posthoc(exp: Experiment, state, predict, eval_key: jax.Array, mesh) -> l
     return fitted
 
 
-def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None):
+def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None, keep=None):
     """Every evaluation set, each example counted once -> ``(results, curves)``.
 
     ``results`` is ``{set: {metric: value}}`` plus the OOD mixtures and shift-family
     aggregates of ``evaluation.summarize``; ``curves`` holds the arrays behind plots.
     With post-hoc steps, every set's metrics are those after the steps, and the raw
-    model's are beside them under ``raw/<metric>``.
+    model's are beside them under ``raw/<metric>``. ``keep`` (a ``PredictionWriter``)
+    gets every batch's outputs after the post-hoc steps.
     """
     batch_sharding = sharding.batch_sharded(mesh)
     views = ("",) if fitted is None else ("", "raw/")
@@ -451,7 +448,12 @@ def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None):
         for index, local in enumerate(_eval_batches(exp, eval_set)):
             batch = sharding.global_batch(local, batch_sharding)
             key = jax.random.fold_in(set_key, index)
-            stats = jax.device_get(eval_step(state, batch, key, eval_set.is_ood, fitted))
+            # One collective program in flight at a time (see set_outputs).
+            outputs = jax.block_until_ready(eval_step.predict(state, batch["input"], key))
+            stats = jax.device_get(eval_step.reduce(outputs, batch, eval_set.is_ood, fitted))
+            if keep is not None:
+                final = apply_posthoc(exp, outputs, fitted) if fitted else outputs
+                keep.add(set_name, eval_set.is_ood, final, batch)
             for view in views:
                 totals[view] = metrics_lib.add_statistics(suite, totals[view], stats[view])
         for view in views:
@@ -588,15 +590,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     Returns ``{eval_set_name: {metric_name: value}}``, also written to ``results.json``.
     """
-    workdir = _prepare_workdir(workdir)
     exp = build(config)
+    workdir = workdir_lib.prepare(workdir)
+    reevaluate = workdir_lib.check(workdir, config)  # before anything is written
     settings = exp.settings
     determinism.configure(settings.deterministic_ops)  # before JAX starts its backends
     sharding.check_batch_size(settings.global_batch_size, "config.train.global_batch_size")
     sharding.check_batch_size(settings.eval_batch_size, "config.train.eval_batch_size")
     is_writer = jax.process_index() == 0
     if is_writer:
-        write_config(workdir, config)
+        workdir_lib.write_config(workdir, config, reevaluate)
 
     mesh = sharding.data_mesh(settings.model_axis_size)
     replicated = sharding.replicated(mesh)
@@ -637,6 +640,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     start = checkpoints.latest_step()
     if start is None:
         state = jax.jit(initialize, out_shardings=state_sharding)(init_key)
+        if exp.init_from.path:
+            state = start_from_checkpoint(exp.init_from, state, exp.optimizer, state_sharding)
         start = 0
     else:
         abstract = jax.tree.map(
@@ -699,9 +704,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         bar.close()
         state = finish_training(exp, state, stages, mesh, train_key)
         fitted = posthoc_parameters(exp, state, eval_step, stages, mesh, eval_key, writer)
-        results, curves = evaluate(exp, state, eval_step, eval_key, mesh, fitted)
+        save = exp.evaluation.save_predictions
+        kept = PredictionWriter(exp.dataset.task, mesh) if save else None
+        results, curves = evaluate(exp, state, eval_step, eval_key, mesh, fitted, kept)
         for set_name, set_metrics in results.items():
             writer.write(exp.total_steps, set_name, set_metrics)
+        if kept is not None and is_writer:
+            kept.save(workdir)
         writer.write_results(results, curves)
         run_probes(exp, state, eval_key, mesh, workdir, is_writer, fitted)
     finally:

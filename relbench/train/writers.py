@@ -1,4 +1,5 @@
-"""Run outputs: ``metrics.jsonl``, TensorBoard events, ``results.json``, the terminal.
+"""Run outputs: ``metrics.jsonl``, TensorBoard events, ``results.json``, the terminal,
+and (``config.evaluation.save_predictions``) ``predictions.npz``.
 
 Only process 0 writes; every other process gets writers that do nothing, so the loop
 never branches on the process index.
@@ -103,3 +104,47 @@ def results_table(results: Mapping[str, Mapping[str, float]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+OUTPUT_EXTRAS = ("variance",)  # the extras a metric reads (regression, uncertainty scores)
+
+
+class PredictionWriter:
+    """Collects every evaluation set's member outputs batch by batch; ``save`` writes
+    them as ``predictions.npz`` in the format ``relbench evaluate-predictions`` reads
+    (``relbench.train.predictions``). Every process collects (the replication is
+    collective); process 0 saves."""
+
+    def __init__(self, task: str, mesh: jax.sharding.Mesh):
+        self.task = task
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        self._replicate = jax.jit(lambda tree: tree, out_shardings=replicated)
+        self._sets: dict[str, dict[str, list[np.ndarray]]] = {}
+
+    def add(self, set_name: str, is_ood: bool, outputs, batch: Mapping) -> None:
+        """One global batch's ``(logits [M, B, K], extras)`` and its ``label``/``mask``."""
+        logits, extras = outputs
+        tree = {"logits": logits, **{k: v for k, v in extras.items() if k in OUTPUT_EXTRAS}}
+        tree["labels"] = batch["label"]
+        if "soft_label" in batch:
+            tree["soft_labels"] = batch["soft_label"]
+        tree["mask"] = batch["mask"]
+        local = {k: np.asarray(v.addressable_data(0)) for k, v in self._replicate(tree).items()}
+        keep = local.pop("mask") > 0  # padding rows are cut off
+        entry = self._sets.setdefault(set_name, {"is_ood": [np.asarray(is_ood)]})
+        for key, value in local.items():
+            rows = value[:, keep] if key in ("logits", *OUTPUT_EXTRAS) else value[keep]
+            entry.setdefault(key, []).append(rows)
+
+    def save(self, workdir: pathlib.Path) -> None:
+        arrays: dict[str, np.ndarray] = {"task": np.asarray(self.task)}
+        for name, fields in self._sets.items():
+            for key, parts in fields.items():
+                axis = 1 if key in ("logits", *OUTPUT_EXTRAS) else 0  # [M, N, ...] or [N, ...]
+                arrays[f"{name}/{key}"] = (
+                    parts[0] if key == "is_ood" else np.concatenate(parts, axis)
+                )
+        tmp = workdir / "predictions.npz.tmp"
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        tmp.replace(workdir / "predictions.npz")

@@ -9,6 +9,7 @@ from relbench import data
 from relbench.data.sources import TrainBatches, train_iterator
 from relbench.data.tfds import PRESETS, corruption_names
 from relbench.errors import UsageError
+from relbench.train import evaluation
 
 N = 24  # mock examples per split
 
@@ -42,31 +43,42 @@ def test_sources_normalize_the_raw_records(cifar10):
 
 def test_eval_shift_and_ood_sets():
     ds = data.make(
-        "cifar10",
-        validation_percent=10,
-        corruptions=("all",),
-        severities=(2, 5),
-        ood={"svhn": "svhn_cropped:test"},
-        mock_num_examples=4,
+        "cifar10", validation_percent=10, ood={"svhn": "svhn_cropped:test"}, mock_num_examples=4
     )
-    corrupted = [n for n in ds.eval_sets if n.startswith("corrupted/")]
-    assert len(corrupted) == 19 * 2 == len(corruption_names("cifar10_corrupted")) * 2
-    assert "corrupted/frosted_glass_blur_5" in corrupted
-    assert not any(ds.eval_sets[n].is_ood for n in ["test", "validation", *corrupted])
+    # CIFAR-10-C is the dataset's corruption benchmark, read by the shift suite only.
+    assert len(ds.corrupted.names) == 19 == len(corruption_names("cifar10_corrupted"))
+    assert "frosted_glass_blur" in ds.corrupted.names and "jpeg" in ds.corrupted.names
+    frost = ds.corrupted.read("frost", 5)
+    assert not frost.is_ood and frost.source.read(np.arange(2))["input"].shape == (2, 32, 32, 3)
+    settings = evaluation.EvaluationSettings(shift_suite="cifar10_c", corruptions=("all",))
+    sets = evaluation.evaluation_sets(ds, settings)
+    corrupted = [n for n in sets if n.startswith("cifar10_c/")]
+    assert len(corrupted) == 19 * 5
+    assert not any(sets[n].is_ood for n in ["test", "validation", *corrupted])
     assert ds.eval_sets["svhn"].is_ood
+    assert data.make("cifar100", mock_num_examples=2).corrupted is None
 
 
 def test_bad_catalogue_requests_fail_with_one_clear_line():
+    ds = data.make("cifar10", mock_num_examples=2)
     with pytest.raises(UsageError, match="unknown corruption 'rain'.*choose 'all' or some of"):
-        data.make("cifar10", corruptions=("rain",), mock_num_examples=2)
-    with pytest.raises(UsageError, match="no corruption benchmark"):
-        data.make("cifar100", corruptions=("all",), mock_num_examples=2)
+        evaluation.evaluation_sets(
+            ds, evaluation.EvaluationSettings(shift_suite="c", corruptions=("rain",))
+        )
+    with pytest.raises(UsageError, match="severity 6 is not one of"):
+        evaluation.evaluation_sets(
+            ds,
+            evaluation.EvaluationSettings(shift_suite="c", corruptions=("fog",), severities=(6,)),
+        )
+    cifar100 = data.make("cifar100", mock_num_examples=2)
+    with pytest.raises(UsageError, match="unknown corruption 'frost'"):  # no benchmark
+        evaluation.evaluation_sets(
+            cifar100, evaluation.EvaluationSettings(shift_suite="c", corruptions=("frost",))
+        )
     with pytest.raises(UsageError, match=r"OOD set 'digits'.*\(28, 28, 1\).*same shape"):
         data.make("cifar10", ood={"digits": "mnist:test"}, mock_num_examples=2)
     with pytest.raises(UsageError, match="validation_percent needs an unsliced train_split"):
         data.make("cifar10", train_split="train[:50%]", validation_percent=10, mock_num_examples=2)
-    with pytest.raises(UsageError, match="severity 6 is not in 1..5"):
-        data.make("cifar10", corruptions=("fog",), severities=(6,), mock_num_examples=2)
 
 
 def test_imagenet_trains_on_inception_crops_and_evaluates_central_crops():

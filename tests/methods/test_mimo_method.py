@@ -56,7 +56,7 @@ def test_head_m_reads_its_own_block_of_outputs():
 
 
 def test_loss_uses_each_members_own_labels_and_predict_gives_m_b_k():
-    method = methods.make("mimo", ensemble_size=M)
+    method = methods.make("mimo", ensemble_size=M, input_repetition_probability=0.0)
     model = MLP(5, hidden_sizes=(8,), layers=method.layers(models.default_layers("mlp")))
     x = jax.random.normal(jax.random.key(0), (B, 6))
     variables = model.init(jax.random.key(1), method.init_inputs(x[:1]), train=False)

@@ -139,11 +139,13 @@ def test_members_get_their_own_statistics():
     assert isinstance(layers, LayerTypes)
 
 
-@pytest.mark.parametrize("precise", [True, False])
+# With precise statistics (the default), SNGP on the digits CNN passes the learning gate
+# (tests/experiments/test_learning_gate.py); this is the run without them.
+@pytest.mark.parametrize("precise", [False])
 def test_sngp_on_the_digits_cnn_needs_precise_statistics(precise, tmp_path):
-    """experiments/digits_cnn.py:sngp at its default budget: >= 98% test accuracy with
-    precise statistics; with flax's moving averages (momentum 0.99 over ~200 steps,
-    spectral-normalized activations ~10x smaller than at init) it collapses."""
+    """experiments/digits_cnn.py:sngp at its default budget: with flax's moving averages
+    (momentum 0.99 over ~200 steps, spectral-normalized activations ~10x smaller than at
+    init) instead of precise statistics it collapses."""
     config = configs.load("experiments/digits_cnn.py:sngp")
     with config.unlocked():
         config.train.precise_batch_norm = precise

@@ -39,20 +39,18 @@ def test_diversity_against_loop(members):
     )
     reference = _diversity_loop(logits)
     keep = mask > 0
-    for name in diversity.NAMES:
+    names = diversity.NAMES if members > 1 else ("predictive_entropy", "expected_member_entropy")
+    assert sorted(out) == sorted(names)  # one member: the between-member terms are omitted
+    for name in names:
         assert out[name] == pytest.approx(reference[name][keep].mean(), abs=2e-6), name
-    assert metrics.ensemble_diversity(logits, mask) == pytest.approx(
-        {k: out[k] for k in diversity.NAMES}
-    )
+    assert metrics.ensemble_diversity(logits, mask) == pytest.approx(out)
 
 
-def test_single_member_is_well_defined():
+def test_single_member_omits_the_between_member_terms():
     logits, _, _, _ = make_predictions(0, 1, 50, 3)
     out = metrics.ensemble_diversity(logits)
     assert all(np.isfinite(v) for v in out.values())
-    assert out["disagreement"] == 0.0
-    assert out["pairwise_kl"] == 0.0
-    assert out["mutual_information"] == 0.0
+    assert not set(diversity.BETWEEN_MEMBERS) & set(out)  # constant 0: not a result
     assert out["predictive_entropy"] == pytest.approx(out["expected_member_entropy"])
 
 
@@ -74,9 +72,12 @@ def test_uncertainty_scores_against_numpy(members):
     member_entropy = _entropy(softmax(logits.astype(np.float64), -1)).mean(0)
     np.testing.assert_allclose(out["max_prob"], -probs.max(-1), rtol=1e-6)
     np.testing.assert_allclose(out["entropy"], _entropy(probs), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(
-        out["mutual_information"], np.maximum(_entropy(probs) - member_entropy, 0), atol=2e-6
-    )
+    if members == 1:  # constant 0 for one member: omitted
+        assert "mutual_information" not in out
+    else:
+        np.testing.assert_allclose(
+            out["mutual_information"], np.maximum(_entropy(probs) - member_entropy, 0), atol=2e-6
+        )
     np.testing.assert_allclose(out["max_logit"], -logits.max(-1).mean(0), rtol=1e-6)
     np.testing.assert_allclose(out["energy"], -logsumexp(logits, -1).mean(0), rtol=1e-5)
     np.testing.assert_allclose(out["variance"], variance.mean(axis=(0, 2)), rtol=1e-6)

@@ -24,7 +24,7 @@ def test_tiny_model_trains_through_the_loop(name, tmp_path):
     config = configs.load(f"{CIFAR10}:deterministic,smoke")
     with config.unlocked():
         config.model = ml_collections.ConfigDict({"name": name, **TINY_MODELS[name]})
-        config.dataset.corruptions, config.dataset.ood = (), {}
+        config.evaluation.shift_suite, config.dataset.ood = "", {}
     results = train_and_evaluate(config, tmp_path)
     assert set(results) == {"test"}
     assert all(math.isfinite(v) for v in results["test"].values())

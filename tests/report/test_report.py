@@ -41,7 +41,9 @@ def test_results_hold_the_whole_protocol(runs):
         for metric in ("auroc", "aupr_in", "aupr_out", "fpr95"):
             assert 0.0 <= results[ood][f"{metric}/entropy"] <= 1.0
     for name in ("disagreement", "pairwise_kl", "mutual_information"):
-        assert results["test"][name] == 0.0  # one member: defined, and zero
+        assert name not in results["test"]  # one member: constant 0, not reported
+    for ood in ("ood_noise", "ood_heldout"):
+        assert not any(k.endswith("/mutual_information") for k in results[ood])
     curves = json.loads((runs[0] / "curves.json").read_text())
     # Every example counted once, though the last eval batch is padded.
     dataset = data.make("digits", held_out_classes=(8, 9))
@@ -77,3 +79,27 @@ def test_report_of_a_directory_without_results_is_a_usage_error(tmp_path, capsys
         main(["relbench", "report", str(tmp_path), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+class _FakeRow:
+    def __init__(self, values):
+        self.runs = [None] * len(values)
+        self._values = np.asarray(values, float)
+
+    def values(self, set_name, metric):
+        del set_name, metric
+        return self._values
+
+
+def test_only_informative_values_are_bold_and_ties_within_the_spread_are_marked():
+    from relbench.report.leaderboard import Column, Table
+
+    column = (Column("AUROC", "ood", "auroc/entropy", True),)
+    rows = (_FakeRow([0.92, 0.94, 0.93]), _FakeRow([0.80, 0.81, 0.79]), _FakeRow([0.925] * 3))
+    cells = [row[0] for row in Table("t", column, rows).cells()]
+    assert cells[0][1] and not cells[1][1] and not cells[2][1]  # the best mean only
+    assert cells[2][0].endswith(" ≈") and not cells[1][0].endswith(" ≈")
+    constant = (_FakeRow([0.5, 0.5]), _FakeRow([0.5, 0.5]))  # nothing to rank: no bold
+    assert not any(c[0][1] for c in Table("t", column, constant).cells())
+    missing = (_FakeRow([np.nan]), _FakeRow([0.7]))  # an omitted score is "–", not best
+    assert [c[0] for c in Table("t", column, missing).cells()] == [("–", False), ("0.7", False)]

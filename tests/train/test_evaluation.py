@@ -61,32 +61,32 @@ def test_held_out_digits_are_relabelled_and_checked():
     assert "ood_near" in data.make("two_moons").eval_sets
 
 
-class _Records(list):
-    def __getitems__(self, indices):
-        return [self[i] for i in indices]
+def test_a_prepared_benchmark_replaces_native_corruptions_and_fills_the_rest():
+    import dataclasses
 
+    from relbench.data import corruptions
+    from relbench.data.sources import ArraySource, CorruptionBenchmark, EvalSet
 
-def test_prepared_tfds_corruptions_replace_native_ones(monkeypatch):
-    from relbench.data import corruptions, tfds
-
-    image = np.full((8, 8, 1), 51, np.uint8)
-    prepared = {"fake_c/jpeg_compression_1": _Records([{"image": image, "label": 3}] * 5)}
-
-    def data_source(name, split, data_dir):
-        assert split == "test" and data_dir is None
-        if name not in prepared:
-            raise UsageError(f"TFDS dataset '{name}' is not prepared")
-        return prepared[name]
-
-    monkeypatch.setattr(tfds, "_data_source", data_source)
+    arrays = {"input": np.full((5, 8, 8, 1), 0.2, np.float32), "label": np.full(5, 3)}
+    prepared = {("jpeg", 1): EvalSet(ArraySource(arrays))}
+    digits = data.make("digits")
+    benchmark = CorruptionBenchmark(("jpeg", "frost"), lambda c, s: prepared.get((c, s)))
+    dataset = dataclasses.replace(digits, corrupted=benchmark)
     settings = evaluation.EvaluationSettings(
-        shift_suite="digits_c",
-        corruptions=("jpeg", "contrast"),
-        severities=(1,),
-        tfds_corrupted="fake_c",
+        shift_suite="digits_c", corruptions=("jpeg", "contrast"), severities=(1, 2)
     )
-    sets = evaluation.evaluation_sets(data.make("digits"), settings)
-    assert isinstance(sets["digits_c/jpeg/1"].source, tfds.TfdsSource)
-    batch = sets["digits_c/jpeg/1"].source.read(np.array([0, 4]))
-    np.testing.assert_allclose(batch["input"], 0.2)
-    assert isinstance(sets["digits_c/contrast/1"].source, corruptions.CorruptedSource)
+    sets = evaluation.evaluation_sets(dataset, settings)
+    assert sets["digits_c/jpeg/1"] is prepared["jpeg", 1]
+    for name in ("digits_c/jpeg/2", "digits_c/contrast/1"):  # not prepared, or not in it
+        assert isinstance(sets[name].source, corruptions.CorruptedSource)
+    off = dataclasses.replace(settings, benchmark=False)
+    assert isinstance(
+        evaluation.evaluation_sets(dataset, off)["digits_c/jpeg/1"].source,
+        corruptions.CorruptedSource,
+    )
+    every = dataclasses.replace(settings, corruptions=("all",), severities=(1,))
+    with pytest.raises(UsageError, match="'frost' .*no native version"):
+        evaluation.evaluation_sets(dataset, every)
+    assert len(evaluation.evaluation_sets(digits, every)) == len(digits.eval_sets) + len(
+        corruptions.NAMES
+    )

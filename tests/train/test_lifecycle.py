@@ -141,13 +141,18 @@ def test_a_stage_is_not_reused_under_other_settings(finished, tmp_path):
     config = lifecycle_config()
     with config.unlocked():
         config.posthoc_hparams.temperature_scaling.max_temperature = 10.0
-    with pytest.raises(UsageError, match="stages/posthoc was computed with .*new --workdir"):
+    key = "config.posthoc_hparams.temperature_scaling.max_temperature is 20.0 there"
+    with pytest.raises(UsageError, match=f"another config: {key}.*new --workdir"):
         loop.train_and_evaluate(config, workdir)
     # The run's record of its config is kept, not overwritten by the refused one.
-    previous = json.loads((workdir / "config.1.json").read_text())
-    assert previous["posthoc_hparams"]["temperature_scaling"]["max_temperature"] == 20.0
+    assert not (workdir / "config.1.json").exists()
+    # Without the record, the stage's own settings still refuse it.
+    (workdir / "config.json").unlink()
+    with pytest.raises(UsageError, match="stages/posthoc was computed with .*new --workdir"):
+        loop.train_and_evaluate(config, workdir)
     config = lifecycle_config()
     with config.unlocked():
         config.train.refit_batches = 3
+    (workdir / "config.json").unlink()
     with pytest.raises(UsageError, match="stages/after_training was computed with"):
         loop.train_and_evaluate(config, workdir)

@@ -285,5 +285,5 @@ def test_corrupt_checkpoint_is_named_and_left_in_place(tmp_path):
         if file.is_file() and file.stat().st_size > 0:
             file.write_bytes(b"garbage")
     with pytest.raises(UsageError, match=rf"checkpoint .*{step_dir.name} cannot be restored"):
-        train_and_evaluate(smoke_config(num_epochs=0.5), tmp_path)
+        train_and_evaluate(config, tmp_path)
     assert step_dir.exists()
