@@ -41,6 +41,7 @@ from relbench.metrics.calibration import (
     EQUAL_WIDTH_CALIBRATION,
     calibration_bins,
 )
+from relbench.metrics.conformal import PREDICTION_INTERVALS, PREDICTION_SETS
 from relbench.metrics.diversity import ENSEMBLE_DIVERSITY
 from relbench.metrics.groups import GROUP_METRICS
 from relbench.metrics.multilabel import (
@@ -154,17 +155,23 @@ def eval_suite(task: str, is_ood: bool) -> tuple[StreamingMetric, ...]:
 
     Classification sets also get the soft-label scores and the per-group metrics, which
     report only for sets whose batches carry soft labels (``"soft_label"``) or group
-    memberships (``"group"``); multi-label sets get ``multilabel.py``'s suite.
+    memberships (``"group"``), and every set the conformal metrics (``conformal.py``),
+    which report only after a conformal post-hoc step; multi-label sets get
+    ``multilabel.py``'s suite.
     """
     if task == "regression":
-        return REGRESSION_OUT_OF_DISTRIBUTION if is_ood else REGRESSION_IN_DISTRIBUTION
+        if is_ood:
+            return REGRESSION_OUT_OF_DISTRIBUTION
+        return (*REGRESSION_IN_DISTRIBUTION, PREDICTION_INTERVALS)
     if task == "multilabel":
         return MULTILABEL_OUT_OF_DISTRIBUTION if is_ood else MULTILABEL_IN_DISTRIBUTION
     if task != "classification":
         raise ValueError(
             f"no metric suite for task '{task}'; use classification, multilabel or regression"
         )
-    return OUT_OF_DISTRIBUTION if is_ood else (*IN_DISTRIBUTION, SOFT_LABEL_SCORES, GROUP_METRICS)
+    if is_ood:
+        return (*OUT_OF_DISTRIBUTION, PREDICTION_SETS)
+    return (*IN_DISTRIBUTION, SOFT_LABEL_SCORES, GROUP_METRICS, PREDICTION_SETS)
 
 
 def _predictions(log_probs, labels, mask) -> Predictions:

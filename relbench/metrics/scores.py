@@ -12,7 +12,10 @@ is oriented so that **larger means more uncertain** (more likely OOD, sooner def
 * ``energy``: ``1/M sum_m -log sum_k exp(z_mk)`` (the free energy at temperature 1) [4];
 * ``variance``: where the model's extras carry ``"variance"`` (``[M, B]`` or
   ``[M, B, ...]``, e.g. an SNGP head's GP predictive variance), its mean over members
-  and trailing axes [5].
+  and trailing axes [5];
+* every ``extras["score/<name>"]`` (``[M, B]``) a post-hoc detector adds
+  (``relbench.posthoc.feature_detectors``: Mahalanobis, KNN, ViM...), as ``<name>``,
+  its mean over members.
 
 References:
   [1] Hendrycks, Gimpel. A Baseline for Detecting Misclassified and Out-of-Distribution
@@ -35,6 +38,7 @@ import jax.numpy as jnp
 from relbench.metrics.streaming import Predictions, StreamingMetric
 
 VARIANCE_KEY = "variance"
+SCORE_PREFIX = "score/"
 
 
 def entropy(log_probs: jax.Array) -> jax.Array:
@@ -74,6 +78,9 @@ def uncertainty_scores(p: Predictions) -> dict[str, jax.Array]:
     variance = extras_variance(p.extras)
     if variance is not None:
         scores["variance"] = variance
+    for key, value in p.extras.items():
+        if key.startswith(SCORE_PREFIX):
+            scores[key.removeprefix(SCORE_PREFIX)] = jnp.mean(value, axis=0)  # [M, B] -> [B]
     return {k: v.astype(jnp.float32) for k, v in scores.items()}
 
 

@@ -10,13 +10,43 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from relbench.posthoc import laplace, temperature_scaling
+from relbench.posthoc import (
+    calibration_maps,
+    conformal_classification,
+    conformal_regression,
+    feature_detectors,
+    laplace,
+    temperature_scaling,
+)
 from relbench.posthoc.step import PosthocStep, apply_all
 from relbench.registry import Registry
 
 POSTHOC_STEPS = Registry(
     "post-hoc step",
-    {"temperature_scaling": temperature_scaling.make, "laplace": laplace.make},
+    {
+        "temperature_scaling": temperature_scaling.make,
+        "laplace": laplace.make,
+        **{
+            name: getattr(module, name)
+            for module, names in (
+                (
+                    calibration_maps,
+                    ("vector_scaling", "matrix_scaling", "dirichlet_calibration")
+                    + ("histogram_binning", "isotonic", "platt"),
+                ),
+                (
+                    conformal_classification,
+                    ("conformal_lac", "conformal_aps", "conformal_raps", "conformal_saps"),
+                ),
+                (conformal_regression, ("conformal_residual", "conformal_normalized")),
+                (
+                    feature_detectors,
+                    ("mahalanobis", "relative_mahalanobis", "ddu", "knn", "vim", "react"),
+                ),
+            )
+            for name in names
+        },
+    },
     section="posthoc_hparams.{name}",
     entry_points="relbench.posthoc",
 )

@@ -28,6 +28,29 @@ SCORES = (
     "energy",
     "joint_energy",
     "variance",
+    # The feature-space detectors' scores (relbench.posthoc.feature_detectors).
+    "mahalanobis",
+    "relative_mahalanobis",
+    "ddu",
+    "knn",
+    "vim",
+    "react",
+)
+# (title, metric, higher is better): before (raw/) and after the post-hoc steps.
+POSTHOC_CALIBRATION = tuple(
+    (f"{title} {when}", f"{prefix}{metric}", False)
+    for title, metric in (("ECE", "ece"), ("NLL", "nll"), ("Brier", "brier"))
+    for when, prefix in (("raw", "raw/"), ("after", ""))
+)
+# Conformal prediction sets and intervals (relbench.metrics.conformal).
+CONFORMAL = (
+    ("coverage", "coverage", None),
+    ("mean set size", "mean_set_size", False),
+    ("worst-class coverage", "worst_class_coverage", True),
+    ("worst size-bin coverage", "worst_size_coverage", True),
+    ("interval coverage", "interval_coverage", None),
+    ("interval width", "interval_width", False),
+    ("Winkler score", "winkler_score", False),
 )
 # (title, metric, higher is better) on the in-distribution reference set.
 TEST_HEADLINE = (
@@ -159,6 +182,8 @@ def tables(experiment: str, rows: Sequence[Row]) -> list[Table]:
             Column(f"{name} AUPR-out", name, f"aupr_out/{HEADLINE_SCORE}", True),
         ]
     diversity = [Column(title, test, metric, None) for title, metric in DIVERSITY]
+    posthoc = [Column(title, test, metric, up) for title, metric, up in POSTHOC_CALIBRATION]
+    conformal = [Column(title, test, metric, up) for title, metric, up in CONFORMAL]
     out = [
         Table(f"{experiment}: leaderboard", tuple(headline), tuple(rows)),
         Table(
@@ -173,6 +198,12 @@ def tables(experiment: str, rows: Sequence[Row]) -> list[Table]:
             tuple(rows),
         ),
         Table(f"{experiment}: ensemble diversity ({test})", tuple(diversity), tuple(rows)),
+        Table(
+            f"{experiment}: post-hoc calibration ({test}; raw model vs after the steps)",
+            tuple(posthoc),
+            tuple(rows),
+        ),
+        Table(f"{experiment}: conformal prediction ({test})", tuple(conformal), tuple(rows)),
     ]
     return [
         Table(t.title, cols, t.rows)

@@ -128,6 +128,27 @@ def shift(rows: Sequence[Row], family: str, clean: str, path: pathlib.Path) -> p
     return _save(fig, path)
 
 
+def conformal_shift(
+    rows: Sequence[Row], family: str, clean: str, path: pathlib.Path
+) -> pathlib.Path | None:
+    """Conformal coverage and mean set size (means over corruptions) against severity:
+    how far a set calibrated on clean data keeps its coverage under shift."""
+    rows = [r for r in rows if "coverage" in r.first().results.get(clean, {})]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+    for ax, (metric, title) in zip(
+        axes, [("coverage", "coverage"), ("mean_set_size", "mean set size")], strict=True
+    ):
+        for row in rows:
+            severities, values = _by_severity(row.first(), family, clean, metric)
+            ax.plot(severities, values, marker="o", label=row.label)
+        ax.set(xlabel="severity (0 = clean)", ylabel=title, title=f"conformal {title}, {family}")
+        ax.set_xticks(range(0, 6))
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
 def ood_histograms(
     rows: Sequence[Row], sets: Sequence[str], reference: str, path: pathlib.Path
 ) -> pathlib.Path | None:
@@ -166,5 +187,9 @@ def experiment_figures(
             for f in shift_families(rows)
         ),
         ood_histograms(rows, ood_sets(rows), test, out / f"{experiment}_ood_histograms.png"),
+        *(
+            conformal_shift(rows, f, test, out / f"{experiment}_{f}_conformal.png")
+            for f in shift_families(rows)
+        ),
     ]
     return [f for f in figures if f is not None]

@@ -35,6 +35,12 @@ class Run:
         return self.config["method"]["name"]
 
     @property
+    def label(self) -> str:
+        """The method, with the post-hoc steps after it where the run has any."""
+        steps = self.config.get("posthoc") or ()
+        return " + ".join([self.method, *steps])
+
+    @property
     def experiment(self) -> str:
         return f"{self.config['dataset']['name']}_{self.config['model']['name']}"
 
@@ -99,7 +105,7 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Row]]:
         members = [r for r in runs if r.experiment == experiment]
         settings: dict[tuple[str, str], list[Run]] = {}
         for run in members:
-            settings.setdefault((run.method, run.config_key), []).append(run)
+            settings.setdefault((run.label, run.config_key), []).append(run)
         methods = [m for m, _ in settings]
         rows = []
         for (method, key), group in sorted(settings.items()):

@@ -121,6 +121,13 @@ def build_model(
     return models_lib.make(name, **kwargs, layers=layers, num_classes=num_classes)
 
 
+def fit_sets(dataset) -> dict[str, data_lib.EvalSet]:
+    """The sets a post-hoc step can fit on: the in-distribution evaluation sets, and
+    ``"train"``, every training example once, unaugmented (feature-space detectors)."""
+    sets = {n: s for n, s in dataset.eval_sets.items() if not s.is_ood}
+    return {**sets, "train": data_lib.EvalSet(dataset.train)}
+
+
 def build_posthoc(config: ml_collections.ConfigDict, dataset) -> tuple[PosthocEntry, ...]:
     """``config.posthoc``'s steps, each from its ``config.posthoc_hparams.<name>``."""
     if "posthoc" not in config:  # a config from before post-hoc steps existed
@@ -141,13 +148,12 @@ def build_posthoc(config: ml_collections.ConfigDict, dataset) -> tuple[PosthocEn
                 f"post-hoc step '{name}' is defined for {', '.join(step.tasks)} datasets, "
                 f"this one is {dataset.task}; remove it from config.posthoc"
             )
-        sets = dataset.eval_sets
-        if step.split not in sets or sets[step.split].is_ood:
+        sets = fit_sets(dataset)
+        if step.split not in sets:
             raise UsageError(
                 f"post-hoc step '{name}' fits on '{step.split}', which is not an "
                 f"in-distribution set of this dataset; set "
-                f"config.posthoc_hparams.{name}.split to one of: "
-                f"{', '.join(n for n, s in sets.items() if not s.is_ood)}"
+                f"config.posthoc_hparams.{name}.split to one of: {', '.join(sets)}"
             )
         entries.append(PosthocEntry(name, hparams, step))
     return tuple(entries)
@@ -307,7 +313,10 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
         return reduce[is_ood](outputs, labels, fitted)
 
     def eval_step(state: TrainState, batch, key, is_ood: bool, fitted=None):
-        return reduce_outputs(predict(state, batch["input"], key), batch, is_ood, fitted)
+        # One collective program in flight at a time (see set_outputs); the caller
+        # fetches every batch's statistics anyway, so this costs no overlap.
+        outputs = jax.block_until_ready(predict(state, batch["input"], key))
+        return reduce_outputs(outputs, batch, is_ood, fitted)
 
     eval_step.predict = predict  # the post-hoc fit reuses the compiled forward pass
     eval_step.reduce = reduce_outputs  # evaluate keeps the outputs between the two
@@ -386,13 +395,15 @@ def set_outputs(exp: Experiment, state, predict, split: str, key: jax.Array, mes
     order, replicated on every device: ``((logits [M, N, K], extras), targets)``."""
     replicate = jax.jit(lambda tree: tree, out_shardings=sharding.replicated(mesh))
     batch_sharding = sharding.batch_sharded(mesh)
-    eval_set = exp.dataset.eval_sets[split]
+    eval_set = fit_sets(exp.dataset)[split]
     outputs, targets = [], []
     for index, local in enumerate(_eval_batches(exp, eval_set)):
         batch = sharding.global_batch(local, batch_sharding)
         logits, extras = predict(state, batch["input"], jax.random.fold_in(key, index))
         # [M, B, ...] outputs and [B, ...] targets, all replicated.
-        outputs.append(replicate((logits, extras)))
+        # One collective program in flight at a time: on CPU devices two of them can
+        # hold the thread pool between them and deadlock in their all-gathers.
+        outputs.append(jax.block_until_ready(replicate((logits, extras))))
         targets.append(replicate({k: v for k, v in batch.items() if k not in ("input", "mask")}))
     n = len(eval_set.source)  # padding rows come last: cut them off
     logits = jnp.concatenate([o[0] for o in outputs], axis=1)[:, :n]
@@ -437,7 +448,8 @@ def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None, kee
         for index, local in enumerate(_eval_batches(exp, eval_set)):
             batch = sharding.global_batch(local, batch_sharding)
             key = jax.random.fold_in(set_key, index)
-            outputs = eval_step.predict(state, batch["input"], key)
+            # One collective program in flight at a time (see set_outputs).
+            outputs = jax.block_until_ready(eval_step.predict(state, batch["input"], key))
             stats = jax.device_get(eval_step.reduce(outputs, batch, eval_set.is_ood, fitted))
             if keep is not None:
                 final = apply_posthoc(exp, outputs, fitted) if fitted else outputs
@@ -530,7 +542,7 @@ def _abstract_posthoc(exp: Experiment, state, mesh) -> list[Any]:
     """The shapes of the fitted post-hoc parameters, replicated (to restore them)."""
     splits = {}
     for entry in exp.posthoc:
-        source = exp.dataset.eval_sets[entry.step.split].source
+        source = fit_sets(exp.dataset)[entry.step.split].source
         one = source.read(np.zeros(1, np.int64))  # [1, ...] -> [N, ...] shapes
         shapes = {
             k: jax.ShapeDtypeStruct((len(source), *v.shape[1:]), v.dtype) for k, v in one.items()

@@ -54,16 +54,24 @@ class RunWriter:
         """``posthoc.json``: ``{"steps": [{name, hparams, fitted}, ...]}``, in order."""
         if not self.enabled:
             return
-        as_lists = jax.tree.map(
-            lambda a: np.asarray(a.addressable_data(0)).tolist() if isinstance(a, jax.Array) else a,
-            steps,
-        )
+        as_lists = jax.tree.map(lambda a: _json_array(a) if isinstance(a, jax.Array) else a, steps)
         _write_atomically(self.workdir / "posthoc.json", json.dumps({"steps": as_lists}, indent=2))
 
     def close(self) -> None:
         if self.enabled:
             self._jsonl.close()
             self._tensorboard.close()
+
+
+# Fitted arrays up to this size are written out in posthoc.json; larger ones (a KNN
+# bank, isotonic breakpoints) only by shape and dtype: their values are in stages/posthoc.
+POSTHOC_JSON_MAX_ELEMENTS = 4096
+
+
+def _json_array(a: jax.Array):
+    if a.size > POSTHOC_JSON_MAX_ELEMENTS:
+        return {"shape": list(a.shape), "dtype": str(a.dtype), "values": "in stages/posthoc"}
+    return np.asarray(a.addressable_data(0)).tolist()
 
 
 def _write_atomically(path: pathlib.Path, content: str) -> None:
