@@ -37,6 +37,9 @@ RANGES = (
     (r"(closed_set_accuracy|oscr|oscr/.+)", _UNIT),
     (r"(accuracy|ece)/group_[0-9]+", _UNIT),
     (r"(worst_group_accuracy|worst_group_ece|mean_group_accuracy)", _UNIT),
+    (r"(coverage|coverage@size=[0-9+-]+|worst_size_coverage|worst_class_coverage)", _UNIT),
+    (r"interval_coverage", _UNIT),
+    (r"(mean_set_size|interval_width|winkler_score)", _NONNEGATIVE),
 )
 #: Metrics that may be NaN where they are undefined on a tiny set (no correct or no
 #: wrong prediction; one class only); every other metric is finite.
