@@ -17,12 +17,12 @@ from relbench.layers.rank1 import (
     RNG_STREAM,
     check_posterior,
     factor_kl,
-    inverse_softplus,
     sample_factors,
 )
 from relbench.layers.state_types import Rank1KL
 from relbench.nnx import batchensemble
 from relbench.nnx.rngs import draw_key, fork_stream
+from relbench.ppl.divergences import softplus_inverse
 
 
 class Rank1Factors:
@@ -32,7 +32,7 @@ class Rank1Factors:
         check_posterior(posterior)
         self.posterior, self.prior_scale = posterior, prior_scale
         self.deterministic = deterministic
-        init = inverse_softplus(posterior_scale_init)
+        init = softplus_inverse(posterior_scale_init)
         for name in ("alpha", "gamma"):
             loc = getattr(self, name)
             setattr(self, f"{name}_loc", loc)
