@@ -43,7 +43,7 @@ def make(
     samples_per_cycle: int = 3,
     exploration: float = 0.5,
     burn_in: float = 0.5,
-    seed: int = 0,
+    noise_seed: int = 0,
     label_smoothing: float = 0.0,
 ) -> Method:
     """Args:
@@ -55,7 +55,7 @@ def make(
     samples_per_cycle: K, samples collected at the end of each cycle.
     exploration: the fraction of each cycle run without noise.
     burn_in: the fraction of training before the first cycle (at the full step size).
-    seed: the noise's key.
+    noise_seed: the seed of the sampler noise's key.
     label_smoothing: mass moved from the label to the uniform distribution.
     """
     check_schedule("csgld", num_cycles, samples_per_cycle, exploration, burn_in)
@@ -69,5 +69,5 @@ def make(
     schedule = (num_cycles, samples_per_cycle, exploration, burn_in)
     return sgmcmc_method(
         likelihood, label_smoothing, schedule, move, lambda params: (), step_size, temperature,
-        weight_decay, seed,
+        weight_decay, noise_seed,
     )  # fmt: skip

@@ -41,7 +41,7 @@ def make(
     samples_per_cycle: int = 3,
     exploration: float = 0.5,
     burn_in: float = 0.5,
-    seed: int = 0,
+    noise_seed: int = 0,
     label_smoothing: float = 0.0,
 ) -> Method:
     """Args:
@@ -51,7 +51,7 @@ def make(
     temperature: tau, per example (1 / N samples the Bayesian posterior).
     weight_decay: the Gaussian prior's precision per example.
     num_cycles, samples_per_cycle, exploration, burn_in: the cyclical schedule.
-    seed: the noise's key.
+    noise_seed: the seed of the sampler noise's key.
     label_smoothing: mass moved from the label to the uniform distribution.
     """
     check_schedule("sghmc", num_cycles, samples_per_cycle, exploration, burn_in)
@@ -67,5 +67,5 @@ def make(
     schedule = (num_cycles, samples_per_cycle, exploration, burn_in)
     return sgmcmc_method(
         likelihood, label_smoothing, schedule, move, lambda p: jax.tree.map(jnp.zeros_like, p),
-        step_size, temperature, weight_decay, seed,
+        step_size, temperature, weight_decay, noise_seed,
     )  # fmt: skip

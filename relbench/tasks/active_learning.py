@@ -44,6 +44,7 @@ from relbench.errors import UsageError
 from relbench.registry import check_kwargs
 from relbench.tasks.acquisition import ACQUISITIONS, PoolOutputs
 from relbench.train import loop, sharding
+from relbench.train import workdir as workdir_lib
 from relbench.train.init_from import continued_from
 from relbench.train.writers import _write_atomically
 
@@ -211,7 +212,7 @@ def _curve(settings, rounds: list[dict], sizes: list[int]) -> dict:
 def active_learn(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
     """Runs (or resumes) the loop of the module docstring; returns the learning curve."""
     settings = _settings(config)
-    workdir = loop._prepare_workdir(workdir)
+    workdir = workdir_lib.prepare(workdir)
     if jax.process_count() > 1:
         raise UsageError("active-learn runs in one process; run it without --distributed")
     dataset = data_lib.make(**config.dataset)

@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from relbench.train import loop
+from relbench.train import workdir as workdir_lib
 from relbench.train.init_from import continued_from
 from relbench.train.writers import _write_atomically
 
@@ -69,7 +70,7 @@ def continual_learn(
     tasks: Sequence[Sequence[int]],
 ) -> dict:
     """Trains on ``tasks`` in order (module docstring); returns ``continual.json``."""
-    workdir = loop._prepare_workdir(workdir)
+    workdir = workdir_lib.prepare(workdir)
     rows, previous = [], None
     for t in range(len(tasks)):
         task_dir = workdir / "tasks" / f"task_{t:03d}"

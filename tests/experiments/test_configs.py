@@ -44,7 +44,7 @@ MULTILABEL = {"multilabel_mlp.py"}
 
 # The NNX MLP builds the NNX twins of a method's layer types; these methods' types have
 # none yet (vmapped independent members, the MIMO head): one UsageError names the type.
-NO_NNX_TWIN = {("digits_nnx_mlp.py", "deep_ensemble"), ("digits_nnx_mlp.py", "mimo")}
+NO_NNX_TWIN = {("digits_nnx_mlp.py", m) for m in ("deep_ensemble", "mimo", "multiswag")}
 # Trained through the loop, twice, by tests/nnx/test_nnx_model_loop.py.
 TRAINED_ELSEWHERE = {"digits_nnx_mlp.py"}
 
