@@ -51,14 +51,20 @@ def relbench_config(hidden: int, batch: int, steps: int, log_every: int):
     return config
 
 
-def relbench_step_seconds(hidden: int, batch: int, steps: int, log_every: int) -> float:
-    config = relbench_config(hidden, batch, steps, log_every)
+def timed_run(config) -> tuple[dict, float]:
+    """``train_and_evaluate`` in a temporary workdir: its results and the median of the
+    ``train/steps_per_second`` it logged (the first interval, with compiling, excluded)."""
     with tempfile.TemporaryDirectory() as workdir:
-        train_and_evaluate(config, workdir)
+        results = train_and_evaluate(config, workdir)
         lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
     rates = [json.loads(line).get("train/steps_per_second") for line in lines]
     rates = [r for r in rates if r is not None][1:]  # the first interval includes compiling
-    return 1.0 / statistics.median(rates)
+    return results, statistics.median(rates)
+
+
+def relbench_step_seconds(hidden: int, batch: int, steps: int, log_every: int) -> float:
+    _, steps_per_second = timed_run(relbench_config(hidden, batch, steps, log_every))
+    return 1.0 / steps_per_second
 
 
 def hand_written_step(hidden: int):

@@ -1,6 +1,6 @@
 """bfloat16 against float32 training: test accuracy, NLL, ECE and step time, per model.
 
-    PYTHONPATH=. python benchmarks/mixed_precision.py [--seeds 0 1] [--method deterministic]
+    python -m benchmarks.mixed_precision [--seeds 0 1] [--method deterministic]
 
 Each model trains on the digits (``experiments/digits_cnn.py``'s recipe: 10 epochs of
 Adam, precise batch norm) once with ``config.train.compute_dtype=float32`` and once
@@ -14,15 +14,12 @@ CPU bfloat16 is emulated and not faster; the speed of bfloat16 is an accelerator
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
-import statistics
-import tempfile
 
 import ml_collections
 
+from benchmarks.loop_overhead import timed_run
 from relbench import configs
-from relbench.train.loop import train_and_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MODELS = {
@@ -39,14 +36,10 @@ def run(model: dict, method: str, dtype: str, seed: int) -> dict:
         config.train.compute_dtype = dtype
         config.train.checkpoint_every_steps = 10**9  # only the final save
         config.evaluation.shift_suite = ""
-    with tempfile.TemporaryDirectory() as workdir:
-        results = train_and_evaluate(config, workdir)
-        lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
-    rates = [json.loads(line).get("train/steps_per_second") for line in lines]
-    rates = [r for r in rates if r is not None][1:]  # the first interval includes compiling
+    results, steps_per_second = timed_run(config)
     test = results["test"]
     return {
-        "steps_per_second": statistics.median(rates),
+        "steps_per_second": steps_per_second,
         **{k: test[k] for k in ("accuracy", "nll", "ece")},
     }
 

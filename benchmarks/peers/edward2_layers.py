@@ -1,6 +1,6 @@
 """relbench's uncertainty layers against Edward2's own JAX layers, side by side.
 
-    PYTHONPATH=. python benchmarks/peers/edward2_layers.py --edward2 /work/peers/edward2
+    python -m benchmarks.peers.edward2_layers --edward2 /work/peers/edward2
 
 Each case times one jitted training step of a layer, the same for both libraries: the
 forward pass on the same inputs, a ``sum(out**2)`` loss, its gradient w.r.t. the

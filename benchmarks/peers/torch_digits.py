@@ -1,6 +1,6 @@
 """A whole run against PyTorch: the digits MLP in relbench and in plain PyTorch.
 
-    PYTHONPATH=. python benchmarks/peers/torch_digits.py --torch-python /work/peers/torch/bin/python
+    python -m benchmarks.peers.torch_digits --torch-python /work/peers/torch/bin/python
 
 Both train the same model on the same examples: scikit-learn's 8x8 digits (relbench's
 ``digits`` dataset, all 10 classes, its train and test splits, written once to a
@@ -39,8 +39,8 @@ import textwrap
 import ml_collections
 import numpy as np
 
+from benchmarks.loop_overhead import timed_run
 from relbench import configs, data
-from relbench.train.loop import train_and_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EPOCHS, BATCH, LEARNING_RATE, HIDDEN = 30, 128, 1e-3, (256, 256)
@@ -110,14 +110,10 @@ def relbench_config() -> ml_collections.ConfigDict:
 def relbench_run() -> dict:
     config = relbench_config()
     steps_per_epoch = len(data.make("digits").train) / BATCH
-    with tempfile.TemporaryDirectory() as workdir:
-        results = train_and_evaluate(config, workdir)
-        lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
-    rates = [json.loads(line).get("train/steps_per_second") for line in lines]
-    rates = [r for r in rates if r is not None][1:]  # the first interval includes compiling
+    results, steps_per_second = timed_run(config)
     test = results["test"]
     return {
-        "seconds_per_epoch": steps_per_epoch / statistics.median(rates),
+        "seconds_per_epoch": steps_per_epoch / steps_per_second,
         **{name: test[name] for name in ("accuracy", "nll", "ece")},
     }
 
