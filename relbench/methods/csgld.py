@@ -26,8 +26,6 @@ References:
 
 from __future__ import annotations
 
-from blackjax.sgmcmc.diffusions import overdamped_langevin
-
 from relbench.errors import UsageError
 from relbench.methods.likelihoods import CATEGORICAL, Likelihood
 from relbench.methods.method import Method
@@ -61,6 +59,10 @@ def make(
     check_schedule("csgld", num_cycles, samples_per_cycle, exploration, burn_in)
     if step_size <= 0 or temperature < 0 or weight_decay < 0:
         raise UsageError("csgld needs step_size > 0, temperature >= 0 and weight_decay >= 0")
+    # blackjax computes JAX arrays at import, which starts JAX's backend: import it only
+    # when a run builds the method (after jax.distributed.initialize and XLA_FLAGS).
+    from blackjax.sgmcmc.diffusions import overdamped_langevin
+
     solver = overdamped_langevin()
 
     def move(key, params, inner, drift, eta, tau):

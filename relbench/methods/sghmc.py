@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from blackjax.sgmcmc.diffusions import sghmc as sghmc_solver
 
 from relbench.errors import UsageError
 from relbench.methods.likelihoods import CATEGORICAL, Likelihood
@@ -59,6 +58,9 @@ def make(
         raise UsageError(
             "sghmc needs step_size > 0, 0 < friction * step_size <= 1, temperature >= 0"
         )
+    # imported here, not at the top: see csgld.make
+    from blackjax.sgmcmc.diffusions import sghmc as sghmc_solver
+
     solver = sghmc_solver(alpha=friction)
 
     def move(key, params, momentum, drift, eta, tau):
