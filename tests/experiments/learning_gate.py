@@ -54,11 +54,13 @@ class GateAccuracies:
     train_train_mode: float
 
 
-def gate_config(method: str, model: str, **hparams):
-    """``experiments/<model>.py:<method>`` at the gate's budget."""
+def gate_config(method: str, model: str, posthoc: tuple[str, ...] = (), **hparams):
+    """``experiments/<model>.py:<method>`` at the gate's budget, then ``posthoc``."""
     config = configs.load(f"{EXPERIMENTS / model}.py:{method}")
     with config.unlocked():
         config.method.update(hparams)
+        config.posthoc = posthoc
+        config.posthoc_hparams.knn.k = 5
         config.train.num_epochs = EPOCHS[model]
         config.train.log_every_steps = 10_000
         config.train.checkpoint_every_steps = 10_000
@@ -66,11 +68,14 @@ def gate_config(method: str, model: str, **hparams):
     return config
 
 
-def gate_accuracies(method: str, model: str, workdir, **hparams) -> GateAccuracies:
-    """Trains ``method`` on ``model`` (a name in ``MODELS``) in ``workdir``; see the
-    module docstring. ``hparams`` override the method's defaults (for experiments with
-    the gate, never to make a method pass it)."""
-    results = train_and_evaluate(gate_config(method, model, **hparams), workdir)
+def gate_accuracies(
+    method: str, model: str, workdir, posthoc: tuple[str, ...] = (), **hparams
+) -> tuple[GateAccuracies, dict]:
+    """Trains ``method`` on ``model`` (a name in ``MODELS``) in ``workdir``, then runs the
+    ``posthoc`` steps; returns the accuracies of the module docstring (the method's own,
+    before the steps) and the run's results. ``hparams`` override the method's defaults
+    (for experiments with the gate, never to make a method pass it)."""
+    results = train_and_evaluate(gate_config(method, model, posthoc, **hparams), workdir)
     mesh = sharding.data_mesh()
     run = load_run(workdir, mesh)
     exp, state = run.exp, run.state
@@ -94,8 +99,10 @@ def gate_accuracies(method: str, model: str, workdir, **hparams) -> GateAccuraci
         return probs.argmax(-1), metrics.get("accuracy", metrics.get("member_accuracy"))
 
     predicted, train_mode = jax.device_get(accuracies(state, batch, key))
-    return GateAccuracies(
-        test=float(results["test"]["accuracy"]),
+    test = results["test"]
+    accuracies = GateAccuracies(
+        test=float(test.get("raw/accuracy", test["accuracy"])),  # before the steps
         train_eval_mode=float(np.mean(predicted == labels)),
         train_train_mode=float(train_mode),
     )
+    return accuracies, results

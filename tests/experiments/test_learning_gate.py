@@ -4,7 +4,15 @@ as it trains (``tests/experiments/learning_gate.py`` says what is measured).
 The pairings come from the registry, so a new method joins the gate when it is
 registered. A pairing that cannot pass a check is listed in ``REFUSALS`` with the check
 and its reason; there is no other way out of the gate.
+
+The MLP runs also check that every post-hoc step composes with every method through the
+one loop: each runs one detector, one calibration map and one conformal score after
+training, rotating through the steps so that every step meets several methods; its
+results.json reports each step's metrics, and posthoc.json its fit. (The regression
+steps: tests/posthoc/test_regression_through_the_loop.py.)
 """
+
+import json
 
 import pytest
 
@@ -31,6 +39,37 @@ REFUSALS: dict[tuple[str, str, str], str] = {
     ("mimo", "digits_cnn", "mode"): _MIMO_MODE,
 }
 
+DETECTORS = ("mahalanobis", "relative_mahalanobis", "ddu", "knn", "vim", "react")
+NLL_FITTED = ("temperature_scaling", "vector_scaling", "matrix_scaling", "dirichlet_calibration")
+CALIBRATION = (*NLL_FITTED, "histogram_binning", "isotonic", "platt")
+CONFORMAL = ("conformal_lac", "conformal_aps", "conformal_raps", "conformal_saps")
+
+
+def posthoc_steps(method: str, model: str) -> tuple[str, ...]:
+    """The steps the gate run of ``method`` on ``model`` ends with (MLP runs only)."""
+    if model != "digits_mlp":
+        return ()
+    index = methods.METHODS.names().index(method)
+    return tuple(steps[index % len(steps)] for steps in (DETECTORS, CALIBRATION, CONFORMAL))
+
+
+def check_posthoc_composition(steps: tuple[str, ...], results: dict, workdir) -> None:
+    fitted = json.loads((workdir / "posthoc.json").read_text())["steps"]
+    assert [s["name"] for s in fitted] == list(steps)
+    detector, calibration, _ = steps
+    near = results["ood_heldout"]
+    assert 0.0 <= near[f"auroc/{detector}"] <= 1.0 and f"raw/auroc/{detector}" not in near
+    validation, test = results["validation"], results["test"]
+    if calibration in NLL_FITTED:
+        assert validation["nll"] < validation["raw/nll"]  # fitted there, by NLL
+    assert test["nll"] != test["raw/nll"]  # applied on every set
+    # The conformal sets cover the test set. Not quite at 0.9: the map before them was
+    # fitted on their calibration set, which its scores then fit better than the test's.
+    assert test["coverage"] > 0.7 and 1.0 <= test["mean_set_size"] <= 8.0
+    assert "coverage" not in near and near["mean_set_size"] > 0  # OOD sets: sizes only
+    assert "raw/coverage" not in test
+
+
 # deterministic first: the baseline the others are held to is trained once per process.
 GATE_METHODS = sorted(methods.METHODS.names(), key=lambda name: name != "deterministic")
 PAIRINGS = [
@@ -47,7 +86,7 @@ def deterministic_test_accuracy(model: str, tmp_path_factory) -> float:
     """``deterministic``'s test accuracy on ``model``, trained once per process."""
     if model not in _BASELINES:
         workdir = tmp_path_factory.mktemp(f"deterministic_{model}")
-        _BASELINES[model] = gate_accuracies("deterministic", model, workdir).test
+        _BASELINES[model] = gate_accuracies("deterministic", model, workdir)[0].test
     return _BASELINES[model]
 
 
@@ -58,8 +97,11 @@ def test_refusals_name_registered_pairings_and_checks():
 
 @pytest.mark.parametrize("method, model", PAIRINGS)
 def test_method_learns_and_evaluates_as_it_trains(method, model, tmp_path_factory):
-    got = gate_accuracies(method, model, tmp_path_factory.mktemp(method))
+    workdir, steps = tmp_path_factory.mktemp(method), posthoc_steps(method, model)
+    got, results = gate_accuracies(method, model, workdir, steps)
     print(f"{model} {method}: {got}")
+    if steps:
+        check_posthoc_composition(steps, results, workdir)
     if method == "deterministic":
         _BASELINES[model] = got.test
         assert got.test >= 0.9, got  # 8 classes: chance is 0.125
