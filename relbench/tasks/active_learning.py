@@ -224,7 +224,8 @@ def active_learn(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
         )
     num_train = len(dataset.train)
     _check(config, settings, num_train)
-    loop.write_config(workdir, config)
+    workdir_lib.check(workdir, config)  # a workdir of another config: refused
+    workdir_lib.write_config(workdir, config)
     root_key = jax.random.key(config.seed)
     rounds, sizes, labelled_before = [], [], np.zeros(0, np.int64)
     for r in range(settings.num_rounds + 1):
