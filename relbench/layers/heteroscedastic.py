@@ -40,7 +40,9 @@ rows of the head's output and break the member-major ``[M * B, K]`` layout.
 heteroscedastic BatchEnsemble, a random-feature GP head for HetSNGP [3]. For HetSNGP
 the GP's posterior variance of the logits (named by ``loc_variance``, taken from the
 loc head's extras) is added to the diagonal noise variance at test time, as in the
-reference implementation of [3]; the loc head's extras are passed through.
+reference implementation of [3]; the loc head's extras are passed through. Its submodule
+is named ``mean`` (as in ``GaussianHead``), not ``loc``: a submodule named like a field
+holding a type would be taken for a method by flax's ``nnx.bridge.ToNNX``.
 
 References:
   [1] Collier, Mustafa, Kokiopoulou, Jenatton, Berent. Correlated Input-Dependent
@@ -187,7 +189,8 @@ class HeteroscedasticHead(nn.Module):
             )
         k, r = self.num_classes, self.num_factors
         dense = with_dtype(self.dense, self.dtype)
-        mean_logits, extras = with_dtype(self.loc, self.dtype)(k, name="loc")(features, train=train)
+        loc = with_dtype(self.loc, self.dtype)(k, name="mean")
+        mean_logits, extras = loc(features, train=train)
         # The noise, its samples and the MC softmax are float32 (see mixed_precision).
         mean_logits, extras = as_float32((mean_logits, extras))
 

@@ -58,7 +58,7 @@ class HeteroscedasticHead(nnx.Module):
         self.train_mc_samples, self.test_mc_samples = train_mc_samples, test_mc_samples
         self.rng_stream, self.loc_variance = rng_stream, loc_variance
         self.deterministic = deterministic
-        self.loc = loc(in_features, k, rngs=rngs)
+        self.mean = loc(in_features, k, rngs=rngs)
         self.diag_scale = dense(in_features, k, rngs=rngs)
         factor_gain = factor_loadings = None
         if r > 0 and parameter_efficient:
@@ -72,7 +72,7 @@ class HeteroscedasticHead(nnx.Module):
         self.rngs = fork_stream(rngs, rng_stream)
 
     def __call__(self, features: jax.Array, *, rngs: RngsArg = None) -> tuple[jax.Array, dict]:
-        mean_logits, extras = self.loc(features)
+        mean_logits, extras = self.mean(features)
         diag_scale = jax.nn.softplus(self.diag_scale(features)) + self.min_scale
         factor_loadings = None
         if self.factor_gain is not None:

@@ -42,7 +42,7 @@ def _rngs(seed=1):
 
 def _silence_noise(params):
     """Scale layers that output exactly zero noise (softplus(-1e4) == 0 in float32)."""
-    params = jax.tree.map(jnp.zeros_like, params | {}) | {"loc": params["loc"]}
+    params = jax.tree.map(jnp.zeros_like, params | {}) | {"mean": params["mean"]}
     params["diag_scale"]["bias"] = jnp.full_like(params["diag_scale"]["bias"], -1e4)
     return params
 
@@ -54,7 +54,7 @@ def test_zero_noise_equals_the_plain_head(link, parameter_efficient):
     )
     x = _features()
     params = _silence_noise(_init(head, _rngs(), x, train=False)["params"])
-    plain, _ = _apply(DenseHead(K), {"params": params["loc"]}, x, train=False)
+    plain, _ = _apply(DenseHead(K), {"params": params["mean"]}, x, train=False)
     for train in (False, True):
         logits, extras = _apply(
             head, {"params": params}, x, train=train, rngs={"heteroscedastic": jax.random.key(3)}
@@ -178,7 +178,7 @@ def test_hetsngp_adds_the_gp_variance_in_evaluation_only():
     x = 3 * _features()
     variables = _init(head, _rngs(), x, train=False)
     variables = {**variables, "params": _silence_noise(variables["params"])}
-    loc_variables = {name: tree["loc"] for name, tree in variables.items()}
+    loc_variables = {name: tree["mean"] for name, tree in variables.items()}
     rngs = {"heteroscedastic": jax.random.key(4)}
 
     train_logits, updates = jax.jit(
@@ -189,7 +189,7 @@ def test_hetsngp_adds_the_gp_variance_in_evaluation_only():
     )
     np.testing.assert_allclose(train_logits[0], jax.nn.log_softmax(gp_train_logits), atol=2e-6)
     assert not np.allclose(
-        updates[LAPLACE]["loc"]["precision"], variables[LAPLACE]["loc"]["precision"]
+        updates[LAPLACE]["mean"]["precision"], variables[LAPLACE]["mean"]["precision"]
     )
 
     mean, extras = _apply(gp(2), loc_variables, x, train=False)

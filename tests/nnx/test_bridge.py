@@ -26,29 +26,8 @@ from relbench.layers.state_types import STATE_TYPES
 from tests.nnx.cases import CASES, D, K
 from tests.nnx.test_parity import assert_close, flat
 
-# flax's ToNNX.__getattr__ takes any callable attribute of the Linen class for a method:
-# the heteroscedastic head's field ``loc`` (the location head's type) then shadows its
-# submodule ``loc``, and lazy_init cannot store that submodule's variables. Renaming the
-# submodule would fix it at the price of every saved checkpoint's parameter names.
-SHADOWED = {"heteroscedastic_head", "heteroscedastic_head_efficient_sigmoid"}
 
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="flax ToNNX: field 'loc' shadows submodule",
-            ),
-        )
-        if n in SHADOWED
-        else n
-        for n in sorted(CASES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_to_nnx_initializes_and_updates_its_own_collections(name):
     case = CASES[name]
     x = case.inputs(jax.random.key(0))
