@@ -38,7 +38,10 @@ POSTHOC_STEPS = Registry(
                     conformal_classification,
                     ("conformal_lac", "conformal_aps", "conformal_raps", "conformal_saps"),
                 ),
-                (conformal_regression, ("conformal_residual", "conformal_normalized")),
+                (
+                    conformal_regression,
+                    ("conformal_residual", "conformal_normalized", "conformal_cqr"),
+                ),
                 (
                     feature_detectors,
                     ("mahalanobis", "relative_mahalanobis", "ddu", "knn", "vim", "react"),

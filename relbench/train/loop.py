@@ -164,7 +164,10 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     check_kwargs(LoopSettings, config.train, "config.train", "the loop")
     settings = LoopSettings(**config.train)
     dataset = data_lib.make(**config.dataset)
-    likelihood = likelihoods.for_task(dataset.task)
+    # A config without a likelihood section takes the task's likelihood as it is.
+    likelihood_kwargs = dict(config.likelihood) if "likelihood" in config else {}
+    check_kwargs(likelihoods.for_task, likelihood_kwargs, "config.likelihood", "the likelihood")
+    likelihood = likelihoods.for_task(dataset.task, **likelihood_kwargs)
     if "likelihood" in config.method:
         raise UsageError(
             "config.method.likelihood is not a hyperparameter: the dataset's task picks "

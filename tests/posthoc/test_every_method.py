@@ -62,3 +62,19 @@ def test_regression_intervals_through_the_loop(method, step, tmp_path):
     assert (
         np.isfinite(test["winkler_score"]) and test["winkler_score"] >= test["interval_width"] > 0
     )
+
+
+def test_quantile_head_and_cqr_through_the_loop(tmp_path):
+    """Any method trains the pinball-loss quantile head through the loop (here the
+    diabetes config's full 50 epochs, seconds); CQR's threshold then corrects an interval
+    that nearly covers already, and the test set is covered near the target."""
+    config = configs.load("experiments/diabetes_mlp.py:deterministic")
+    with config.unlocked():
+        config.posthoc = ("conformal_cqr",)
+        config.likelihood.quantile_coverage = 0.9
+    test = train_and_evaluate(config, tmp_path)["test"]
+    (fitted,) = json.loads((tmp_path / "posthoc.json").read_text())["steps"]
+    threshold = fitted["fitted"]["threshold"][0]
+    print(test["interval_coverage"], test["interval_width"], threshold)
+    assert 0.8 <= test["interval_coverage"] <= 1.0, test["interval_coverage"]
+    assert abs(threshold) < 0.25 * test["interval_width"], threshold
