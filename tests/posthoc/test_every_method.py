@@ -2,7 +2,10 @@
 the table runs (a few steps on digits) with one detector, one calibration map and one
 conformal score, rotating through the steps so that every step and every method
 appear; its results.json reports each step's metrics and posthoc.json its fit. The
-regression steps run on diabetes, with a single and a multi-member method."""
+regression steps run on diabetes, with a single and a multi-member method. What ODIN
+and CQR ask of a method (input gradients of its prediction, the quantile head) is
+traced for every method, without compiling; their loop runs are in test_odin.py and
+the regression test here."""
 
 import functools
 import json
