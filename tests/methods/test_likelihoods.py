@@ -1,9 +1,13 @@
 """The likelihoods methods fit: soft-label and sigmoid cross-entropy, Gaussian NLL."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from scipy import special, stats
 
 from experiments import digits_mlp
@@ -12,6 +16,7 @@ from relbench import models
 from relbench.configs import method_config
 from relbench.errors import UsageError
 from relbench.layers.gaussian import GaussianHead
+from relbench.layers.heads import DenseHead
 from relbench.methods.likelihoods import (
     CATEGORICAL,
     Bernoulli,
@@ -20,6 +25,7 @@ from relbench.methods.likelihoods import (
     for_task,
 )
 from relbench.methods.method import likelihood_loss
+from relbench.nnx.twins import nnx_type
 from relbench.train import loop
 
 M, B, K = 2, 6, 3
@@ -308,7 +314,11 @@ def test_quantile_head_adds_the_pinball_loss_of_its_two_quantiles():
     # u_lo = y + 1 = 2, -1 -> 0.1 * 2, 0.9 * 1; u_hi = y - 1.5 = -0.5, -3.5 -> 0.1 * 0.5, 0.1 * 3.5.
     pinball = np.array([0.2 + 0.05, 0.9 + 0.35])
     np.testing.assert_allclose(got[0], stats.norm.logpdf(y[:, 0]) - pinball, rtol=1e-5)
-    assert Gaussian(0.8).head(None, None).keywords["quantile_coverage"] == 0.8
+    # The NNX twin of the head predicts them too (the Linen head: in every method's
+    # model, tests/posthoc/test_every_method.py).
+    head = Gaussian(0.8).head(functools.partial(DenseHead, dense=nn.Dense), nn.Dense)
+    extras = nnx_type(head)(5, 3, rngs=nnx.Rngs(0))(jnp.ones((2, 5)))[1]
+    assert extras["quantile_lower"].shape == extras["quantile_upper"].shape == (2, 3)
     with pytest.raises(UsageError, match="applies to regression datasets"):
         for_task("classification", quantile_coverage=0.9)
     with pytest.raises(UsageError, match="quantile_coverage must be in"):

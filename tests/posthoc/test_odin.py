@@ -34,21 +34,18 @@ def test_perturbation_equals_a_hand_computation_on_a_linear_model():
     grad = (top - p) @ W.T / t
     x_prime = X - eps * np.sign(-grad)
     expected = softmax((x_prime @ W + B) / t).max(-1)
-    got = jax.jit(lambda x: odin.perturbed_max_probs(linear, x, t, (0.0, eps)))(X)
+    step = posthoc.make("odin", temperature=t, epsilons=(0.0, eps))
+    outputs = jax.jit(lambda x: posthoc.predict_with_inputs([step], linear, x))(X)
+    got = outputs[1][odin.PERTURBED_MAX_PROB][0]  # [N, 2]
     np.testing.assert_allclose(got[:, 0], p.max(-1), rtol=1e-5)
     np.testing.assert_allclose(got[:, 1], expected, rtol=1e-5)
     assert np.all(got[:, 1] > got[:, 0])  # the step raises every top probability
 
     # fit picks the epsilon of the largest mean in-distribution score; apply scores by it.
-    step = posthoc.make("odin", temperature=t, epsilons=(0.0, eps, 100.0))
-    outputs = jax.jit(lambda x: posthoc.predict_with_inputs([step], linear, x))(X)
-    fitted = jax.jit(step.fit)(outputs, {})
-    scores = outputs[1][odin.PERTURBED_MAX_PROB][0].mean(0)
-    assert int(fitted["index"]) == int(np.argmax(scores))
+    fitted = step.fit(outputs, {})
+    assert int(fitted["index"]) == 1 and float(fitted["epsilon"]) == pytest.approx(eps)
     _, extras = step.apply(outputs, fitted)
-    np.testing.assert_allclose(
-        extras["score/odin"][0], -outputs[1][odin.PERTURBED_MAX_PROB][0, :, fitted["index"]]
-    )
+    np.testing.assert_allclose(extras["score/odin"][0], -got[:, 1])
 
 
 def test_odin_refuses_bad_settings_and_token_inputs():
