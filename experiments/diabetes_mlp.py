@@ -10,6 +10,8 @@ epochs at a learning rate of 1e-2), hence the small network, learning rate and e
 count. csgld's default step size (0.5, tuned for classification) diverges on this
 Gaussian likelihood (test CRPS 2.66 after 20 epochs, against 0.433 at 0.05): its recipe
 here takes 0.05.
+``--config.likelihood.quantile_coverage=0.9`` gives the head the 5% and 95% quantiles
+(pinball loss) that ``conformal_cqr`` conformalizes.
 Metrics are in units of the target's training standard deviation. Hardware: one CPU,
 seconds.
 """
@@ -19,6 +21,7 @@ import ml_collections
 from relbench.configs import (
     dataset_config,
     evaluation_config,
+    likelihood_config,
     model_config,
     optimizer_config,
     parse_arg,
@@ -37,6 +40,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset = dataset_config("diabetes")
     config.model = model_config("mlp", hidden_sizes=(32,))
     set_method(config, options.method, RECIPES)
+    # quantile_coverage=0.9 adds the quantile head conformal_cqr needs.
+    config.likelihood = likelihood_config()
     config.optimizer = optimizer_config(name="adam", learning_rate=1e-3, warmup_steps=0)
     config.posthoc = ()  # post-hoc steps after training, e.g. ("temperature_scaling",)
     config.posthoc_hparams = posthoc_hparams_config()

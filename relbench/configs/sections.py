@@ -106,6 +106,19 @@ def posthoc_hparams_config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(steps)
 
 
+def likelihood_config(**overrides) -> ml_collections.ConfigDict:
+    """``config.likelihood``: the settings of the likelihood the dataset's task picks,
+    every keyword of ``relbench.methods.likelihoods.for_task`` but the task."""
+    from relbench.methods.likelihoods import for_task
+
+    fields = {n: p.default for n, p in inspect.signature(for_task).parameters.items()}
+    del fields["task"]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise UsageError(f"likelihood has no setting '{unknown[0]}'")
+    return ml_collections.ConfigDict({**fields, **overrides})
+
+
 def evaluation_config(**overrides) -> ml_collections.ConfigDict:
     """``config.evaluation``: the evaluation suite, every field of ``EvaluationSettings``."""
     from relbench.train.evaluation import EvaluationSettings

@@ -21,11 +21,22 @@ posterior variance of a Gaussian-process head, as in SNGP), the predictive varia
 the sum ``sigma^2(x) + v(x)`` of the noise and the mean's variance, and ``v(x)`` is kept
 as ``extras["mean_variance"]``.
 
+**Quantiles.** With ``quantile_coverage`` ``c > 0`` the head also predicts the
+``(1 - c)/2`` and ``(1 + c)/2`` quantiles of every output from the same features (a
+dense branch ``quantiles``), in ``extras["quantile_lower"]`` and
+``extras["quantile_upper"]`` ``[N, O]``; the Gaussian likelihood trains them by the
+pinball loss [3] (``relbench.metrics.regression.pinball_loss``), and
+``relbench.posthoc.conformal_regression.conformal_cqr`` conformalizes them [4].
+
 References:
   [1] Nix, Weigend. Estimating the Mean and Variance of the Target Probability
       Distribution. ICNN 1994. https://doi.org/10.1109/ICNN.1994.374138
   [2] Lakshminarayanan, Pritzel, Blundell. Simple and Scalable Predictive Uncertainty
       Estimation using Deep Ensembles. NeurIPS 2017. https://arxiv.org/abs/1612.01474
+  [3] Koenker, Bassett. Regression Quantiles. Econometrica 1978.
+      https://doi.org/10.2307/1913643
+  [4] Romano, Patterson, Candes. Conformalized Quantile Regression. NeurIPS 2019.
+      https://arxiv.org/abs/1905.03222
 """
 
 from __future__ import annotations
@@ -41,6 +52,20 @@ from relbench.layers.heads import DenseHead
 from relbench.layers.mixed_precision import with_dtype
 
 ModuleDef = Any
+
+
+QUANTILE_LOWER, QUANTILE_UPPER = "quantile_lower", "quantile_upper"
+
+
+def quantile_levels(coverage: float) -> tuple[float, float]:
+    """The levels ``((1 - c)/2, (1 + c)/2)`` of the central interval of coverage ``c``."""
+    return (1.0 - coverage) / 2, (1.0 + coverage) / 2
+
+
+def quantile_extras(raw: jax.Array) -> dict[str, jax.Array]:
+    """``[N, 2 O]`` outputs of the quantile branch -> the lower and upper quantiles."""
+    lower, upper = jnp.split(raw.astype(jnp.float32), 2, axis=-1)  # [N, O] each
+    return {QUANTILE_LOWER: lower, QUANTILE_UPPER: upper}
 
 
 def positive_variance(raw: jax.Array, min_variance: float) -> jax.Array:
@@ -59,6 +84,8 @@ class GaussianHead(nn.Module):
         extras)``; None: a dense head made of ``dense``.
       dense: the dense layer type of the variance (and of the default mean head).
       dtype: the compute dtype of ``loc`` and ``dense`` (``None``: their own).
+      quantile_coverage: ``c`` in (0, 1): also predict the quantiles of the central
+        interval of coverage ``c``; 0: no quantiles.
     """
 
     num_outputs: int
@@ -67,6 +94,7 @@ class GaussianHead(nn.Module):
     loc: ModuleDef | None = None
     dense: ModuleDef = nn.Dense
     dtype: Any = None
+    quantile_coverage: float = 0.0
 
     @nn.compact
     def __call__(self, features: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
@@ -83,4 +111,9 @@ class GaussianHead(nn.Module):
         if "variance" in extras:  # the location head's own variance of the mean
             extras = {**extras, "mean_variance": extras["variance"]}
             variance = variance + extras["variance"]
+        if self.quantile_coverage:
+            extras = {
+                **extras,
+                **quantile_extras(dense(2 * self.num_outputs, name="quantiles")(features)),
+            }
         return mean, {**extras, "variance": variance}

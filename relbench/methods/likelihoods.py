@@ -15,6 +15,13 @@ regression     ``Gaussian``      means of O outputs, variances in ``extras["vari
                                  targets ``[B, O]``
 =============  ================  =========================================================
 
+``for_task(task, **settings)`` takes the settings of ``config.likelihood``
+(``relbench.configs.likelihood_config``): ``quantile_coverage`` ``c`` gives the Gaussian
+head a pair of quantile outputs, the ``(1 - c)/2`` and ``(1 + c)/2`` quantiles in
+``extras["quantile_lower"]`` and ``["quantile_upper"]``, trained beside the Gaussian by
+the pinball loss (an asymmetric-Laplace log-likelihood; ``relbench.layers.gaussian``),
+which conformalized quantile regression (``conformal_cqr``) turns into intervals.
+
 Every likelihood gives:
 
 * ``log_prob(logits, extras, batch) -> [M, B]``: each member's log-likelihood of each
@@ -43,9 +50,14 @@ import jax.numpy as jnp
 import optax
 
 from relbench.errors import UsageError
-from relbench.layers.gaussian import GaussianHead
+from relbench.layers.gaussian import (
+    QUANTILE_LOWER,
+    QUANTILE_UPPER,
+    GaussianHead,
+    quantile_levels,
+)
 from relbench.metrics.predictive import multilabel_probs, predictive_log_probs
-from relbench.metrics.regression import gaussian_log_prob, mixture_moments
+from relbench.metrics.regression import gaussian_log_prob, mixture_moments, pinball_loss
 
 ModuleDef = Any
 Batch = dict[str, jax.Array]
@@ -161,9 +173,19 @@ class Bernoulli:
 
 @dataclasses.dataclass(frozen=True)
 class Gaussian:
-    """A Gaussian per output and member: means ``[M, B, O]``, ``extras["variance"]``."""
+    """A Gaussian per output and member: means ``[M, B, O]``, ``extras["variance"]``;
+    with ``quantile_coverage`` ``c`` in (0, 1), also the central ``c`` interval's
+    quantiles ``extras["quantile_lower"]``, ``["quantile_upper"]``, by the pinball loss."""
 
+    quantile_coverage: float = 0.0
     name: ClassVar[str] = "gaussian"
+
+    def __post_init__(self):
+        if not 0.0 <= self.quantile_coverage < 1.0:
+            raise UsageError(
+                "config.likelihood.quantile_coverage must be in (0, 1), or 0 for no "
+                f"quantile head; got {self.quantile_coverage}"
+            )
 
     @staticmethod
     def _targets(means: jax.Array, batch: Batch) -> jax.Array:
@@ -178,10 +200,17 @@ class Gaussian:
 
     def log_prob(self, logits: jax.Array, extras: dict, batch: Batch) -> jax.Array:
         y = self._targets(logits, batch)
-        return _weighted(jnp.sum(gaussian_log_prob(y, logits, extras["variance"]), axis=-1), batch)
+        log_prob = gaussian_log_prob(y, logits, extras["variance"])  # [M, B, O]
+        if self.quantile_coverage:
+            lower, upper = quantile_levels(self.quantile_coverage)
+            log_prob = log_prob - pinball_loss(y, extras[QUANTILE_LOWER], lower)
+            log_prob = log_prob - pinball_loss(y, extras[QUANTILE_UPPER], upper)
+        return _weighted(jnp.sum(log_prob, axis=-1), batch)
 
     def head(self, loc: ModuleDef, dense: ModuleDef) -> ModuleDef:
-        return functools.partial(GaussianHead, loc=loc, dense=dense)
+        return functools.partial(
+            GaussianHead, loc=loc, dense=dense, quantile_coverage=self.quantile_coverage
+        )
 
     def metrics(self, logits: jax.Array, extras: dict, batch: Batch) -> dict[str, jax.Array]:
         mean, _ = mixture_moments(logits, extras["variance"])
@@ -205,8 +234,21 @@ LIKELIHOODS: dict[str, Likelihood] = {
 }
 
 
-def for_task(task: str) -> Likelihood:
-    """The likelihood of a dataset's ``task``."""
+def for_task(task: str, quantile_coverage: float = 0.0) -> Likelihood:
+    """The likelihood of a dataset's ``task``, with the settings of ``config.likelihood``.
+
+    Args:
+      task: the dataset's task.
+      quantile_coverage: regression only: the coverage ``c`` of the quantile pair the
+        Gaussian head also predicts (for ``conformal_cqr``); 0: none.
+    """
     if task not in LIKELIHOODS:
         raise UsageError(f"unknown dataset task '{task}'; choose one of: {', '.join(LIKELIHOODS)}")
+    if quantile_coverage and task != "regression":
+        raise UsageError(
+            "config.likelihood.quantile_coverage applies to regression datasets; this one "
+            f"is {task}: set it to 0"
+        )
+    if quantile_coverage:
+        return Gaussian(quantile_coverage=quantile_coverage)
     return LIKELIHOODS[task]

@@ -57,6 +57,15 @@ def gaussian_log_prob(y: jax.Array, mean: jax.Array, variance: jax.Array) -> jax
     return -0.5 * (jnp.log(2 * jnp.pi * variance) + jnp.square(y - mean) / variance)
 
 
+def pinball_loss(y: jax.Array, quantile: jax.Array, level: float) -> jax.Array:
+    """Elementwise pinball loss ``rho_tau(y - q) = max(tau (y - q), (tau - 1)(y - q))`` of
+    a predicted ``quantile`` at ``level`` tau: minimized in expectation by the true tau
+    quantile (Koenker and Bassett 1978); the negative log density of an asymmetric
+    Laplace of unit scale, up to a constant."""
+    residual = y - quantile
+    return jnp.maximum(level * residual, (level - 1.0) * residual)
+
+
 def mixture_moments(means: jax.Array, variances: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``[M, B, O]`` member means and variances -> ``[B, O]`` mixture mean and variance."""
     mean = jnp.mean(means, axis=0)

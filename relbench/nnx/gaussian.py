@@ -3,7 +3,8 @@
 features ``[N, D]`` -> ``(mean [N, O], {"variance": [N, O]})``, the contract of the Linen
 ``GaussianHead`` (see ``relbench.layers.gaussian`` for the likelihood and references):
 the mean from a location head ``loc``, the variance ``softplus(s(x)) + min_variance``
-(or a learned constant), plus the location head's own variance where it reports one.
+(or a learned constant), plus the location head's own variance where it reports one,
+and the quantiles of ``quantile_coverage`` where it is set.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from relbench.layers.gaussian import positive_variance
+from relbench.layers.gaussian import positive_variance, quantile_extras
 from relbench.nnx.heads import DenseHead
 
 
@@ -33,6 +34,7 @@ class GaussianHead(nnx.Module):
         min_variance: float = 1e-6,
         loc: Any = None,
         dense: Any = nnx.Linear,
+        quantile_coverage: float = 0.0,
         rngs: nnx.Rngs,
     ):
         loc = functools.partial(DenseHead, dense=dense) if loc is None else loc
@@ -42,6 +44,9 @@ class GaussianHead(nnx.Module):
             self.variance = dense(in_features, num_outputs, rngs=rngs)
         else:
             self.variance = nnx.Param(jnp.zeros((num_outputs,)))
+        self.quantiles = (
+            dense(in_features, 2 * num_outputs, rngs=rngs) if quantile_coverage else None
+        )
 
     def __call__(self, features: jax.Array) -> tuple[jax.Array, dict]:
         mean, extras = self.mean(features)
@@ -53,4 +58,6 @@ class GaussianHead(nnx.Module):
         if "variance" in extras:  # the location head's own variance of the mean
             extras = {**extras, "mean_variance": extras["variance"]}
             variance = variance + extras["variance"]
+        if self.quantiles is not None:
+            extras = {**extras, **quantile_extras(self.quantiles(features))}
         return mean, {**extras, "variance": variance}

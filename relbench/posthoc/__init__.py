@@ -16,9 +16,10 @@ from relbench.posthoc import (
     conformal_regression,
     feature_detectors,
     laplace,
+    odin,
     temperature_scaling,
 )
-from relbench.posthoc.step import PosthocStep, apply_all
+from relbench.posthoc.step import PosthocStep, apply_all, predict_with_inputs
 from relbench.registry import Registry
 
 POSTHOC_STEPS = Registry(
@@ -26,6 +27,7 @@ POSTHOC_STEPS = Registry(
     {
         "temperature_scaling": temperature_scaling.make,
         "laplace": laplace.make,
+        "odin": odin.make,
         **{
             name: getattr(module, name)
             for module, names in (
@@ -38,7 +40,10 @@ POSTHOC_STEPS = Registry(
                     conformal_classification,
                     ("conformal_lac", "conformal_aps", "conformal_raps", "conformal_saps"),
                 ),
-                (conformal_regression, ("conformal_residual", "conformal_normalized")),
+                (
+                    conformal_regression,
+                    ("conformal_residual", "conformal_normalized", "conformal_cqr"),
+                ),
                 (
                     feature_detectors,
                     ("mahalanobis", "relative_mahalanobis", "ddu", "knn", "vim", "react"),
@@ -59,4 +64,12 @@ def hyperparameters(name: str) -> dict[str, Any]:
     return {n: p.default for n, p in inspect.signature(POSTHOC_STEPS.get(name)).parameters.items()}
 
 
-__all__ = ["POSTHOC_STEPS", "PosthocStep", "apply_all", "hyperparameters", "make", "register"]
+__all__ = [
+    "POSTHOC_STEPS",
+    "PosthocStep",
+    "apply_all",
+    "hyperparameters",
+    "make",
+    "predict_with_inputs",
+    "register",
+]

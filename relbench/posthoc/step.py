@@ -10,7 +10,13 @@ those outputs. ``relbench.posthoc.<name>.make(**hparams)`` returns a ``PosthocSt
   ``"soft_label"``, where the set has them); ``params`` is a pytree of arrays;
 * ``apply(outputs, params) -> outputs``: the same structure out as in, on any batch;
 * ``split``: the evaluation set it fits on (``"validation"`` by default);
-* ``tasks``: the dataset tasks it is defined for.
+* ``tasks``: the dataset tasks it is defined for;
+* ``input_extras`` (optional, for a step that needs the model itself, as ODIN needs
+  its input gradients): ``(forward, inputs) -> {name: [M, B, ...]}``, where
+  ``forward(inputs) -> outputs`` is the method's prediction with the state and key of
+  the batch fixed (differentiable in ``inputs``); the loop calls it inside every
+  prediction, of the fit splits and the evaluation sets alike, and joins what it
+  returns to the outputs' extras, which ``fit`` and ``apply`` then read.
 
 Both functions are pure and jitted by the loop; ``config.posthoc`` lists the steps,
 which fit and apply in order after any method, each on its predecessors' outputs.
@@ -19,7 +25,7 @@ which fit and apply in order after any method, each on its predecessors' outputs
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -36,12 +42,30 @@ class ApplyFn(Protocol):
     def __call__(self, outputs: Outputs, params: Any) -> Outputs: ...
 
 
+class InputExtrasFn(Protocol):
+    def __call__(
+        self, forward: Callable[[jax.Array], Outputs], inputs: jax.Array
+    ) -> dict[str, jax.Array]: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class PosthocStep:
     fit: FitFn
     apply: ApplyFn
     split: str = "validation"
     tasks: tuple[str, ...] = ("classification",)
+    input_extras: InputExtrasFn | None = None
+
+
+def predict_with_inputs(
+    steps: Sequence[PosthocStep], forward: Callable[[jax.Array], Outputs], inputs: jax.Array
+) -> Outputs:
+    """``forward(inputs)``, its extras joined by each step's ``input_extras``."""
+    logits, extras = forward(inputs)
+    for step in steps:
+        if step.input_extras is not None:
+            extras = {**extras, **step.input_extras(forward, inputs)}
+    return logits, extras
 
 
 def apply_all(steps: Sequence[PosthocStep], outputs: Outputs, fitted: Sequence[Any]) -> Outputs:

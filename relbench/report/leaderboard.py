@@ -35,6 +35,7 @@ SCORES = (
     "knn",
     "vim",
     "react",
+    "odin",  # relbench.posthoc.odin (input perturbation)
 )
 # (title, metric, higher is better): before (raw/) and after the post-hoc steps.
 POSTHOC_CALIBRATION = tuple(

@@ -164,7 +164,10 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     check_kwargs(LoopSettings, config.train, "config.train", "the loop")
     settings = LoopSettings(**config.train)
     dataset = data_lib.make(**config.dataset)
-    likelihood = likelihoods.for_task(dataset.task)
+    # A config without a likelihood section takes the task's likelihood as it is.
+    likelihood_kwargs = dict(config.likelihood) if "likelihood" in config else {}
+    check_kwargs(likelihoods.for_task, likelihood_kwargs, "config.likelihood", "the likelihood")
+    likelihood = likelihoods.for_task(dataset.task, **likelihood_kwargs)
     if "likelihood" in config.method:
         raise UsageError(
             "config.method.likelihood is not a hyperparameter: the dataset's task picks "
@@ -266,6 +269,16 @@ def apply_posthoc(exp: Experiment, outputs, fitted: Sequence[Any]):
     return posthoc_lib.apply_all([e.step for e in exp.posthoc[: len(fitted)]], outputs, fitted)
 
 
+def predict_outputs(exp: Experiment, state: TrainState, inputs, key):
+    """The method's prediction, its extras joined by what post-hoc steps compute from
+    the model and the inputs (``PosthocStep.input_extras``)."""
+
+    def forward(x):
+        return exp.method.predict_fn(exp.model.apply, state, x, key)
+
+    return posthoc_lib.predict_with_inputs([e.step for e in exp.posthoc], forward, inputs)
+
+
 def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
     """The eval step ``(state, batch, key, is_ood, fitted) -> {view: statistics}``.
 
@@ -278,7 +291,7 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
     replicated = sharding.replicated(mesh)
 
     def predict(state: TrainState, inputs, key):
-        return exp.method.predict_fn(exp.model.apply, state, inputs, key)
+        return predict_outputs(exp, state, inputs, key)
 
     def statistics(outputs, labels, fitted, *, is_ood: bool):
         suite = metrics_lib.eval_suite(exp.dataset.task, is_ood)
@@ -553,7 +566,7 @@ def _abstract_posthoc(exp: Experiment, state, mesh) -> list[Any]:
         fitted = []
         for entry in exp.posthoc:
             split = splits[entry.step.split]
-            outputs = exp.method.predict_fn(exp.model.apply, state, split["input"], key)
+            outputs = predict_outputs(exp, state, split["input"], key)
             targets = {k: v for k, v in split.items() if k != "input"}
             fitted.append(entry.step.fit(apply_posthoc(exp, outputs, fitted), targets))
         return fitted

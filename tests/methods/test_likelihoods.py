@@ -1,9 +1,13 @@
 """The likelihoods methods fit: soft-label and sigmoid cross-entropy, Gaussian NLL."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from scipy import special, stats
 
 from experiments import digits_mlp
@@ -12,6 +16,7 @@ from relbench import models
 from relbench.configs import method_config
 from relbench.errors import UsageError
 from relbench.layers.gaussian import GaussianHead
+from relbench.layers.heads import DenseHead
 from relbench.methods.likelihoods import (
     CATEGORICAL,
     Bernoulli,
@@ -20,6 +25,7 @@ from relbench.methods.likelihoods import (
     for_task,
 )
 from relbench.methods.method import likelihood_loss
+from relbench.nnx.twins import nnx_type
 from relbench.train import loop
 
 M, B, K = 2, 6, 3
@@ -204,7 +210,8 @@ def test_label_smoothing_moves_mass_to_the_uniform_distribution(smoothing):
 def test_likelihood_picks_the_head_and_rejects_bad_settings():
     loc, dense = object(), object()
     head = Gaussian().head(loc, dense)
-    assert head.func is GaussianHead and head.keywords == {"loc": loc, "dense": dense}
+    assert head.func is GaussianHead
+    assert head.keywords == {"loc": loc, "dense": dense, "quantile_coverage": 0.0}
     assert Categorical().head(loc, dense) is loc and Bernoulli().head(loc, dense) is loc
     method = methods_lib.make("mc_dropout", likelihood=Gaussian())
     assert method.layers(models.default_layers("mlp")).head.func is GaussianHead
@@ -294,3 +301,25 @@ def test_a_label_type_that_does_not_fit_the_likelihood_is_a_usage_error():
     apply_fn = _stub(logits, {"variance": jnp.ones((M, B, 1))})
     with pytest.raises(UsageError, match="task='classification'"):
         _loss(Gaussian(), apply_fn, _batch(5))
+
+
+def test_quantile_head_adds_the_pinball_loss_of_its_two_quantiles():
+    """``quantile_coverage`` 0.8: the 0.1 and 0.9 quantiles, each scored by the pinball
+    loss ``max(tau u, (tau - 1) u)`` of ``u = y - q``, subtracted from the Gaussian's."""
+    y = np.array([[1.0], [-2.0]], np.float32)
+    mean, variance = np.zeros((1, 2, 1), np.float32), np.ones((1, 2, 1), np.float32)
+    lower, upper = np.full((1, 2, 1), -1.0, np.float32), np.full((1, 2, 1), 1.5, np.float32)
+    extras = {"variance": variance, "quantile_lower": lower, "quantile_upper": upper}
+    got = for_task("regression", quantile_coverage=0.8).log_prob(mean, extras, {"label": y})
+    # u_lo = y + 1 = 2, -1 -> 0.1 * 2, 0.9 * 1; u_hi = y - 1.5 = -0.5, -3.5 -> 0.1 * 0.5, 0.1 * 3.5.
+    pinball = np.array([0.2 + 0.05, 0.9 + 0.35])
+    np.testing.assert_allclose(got[0], stats.norm.logpdf(y[:, 0]) - pinball, rtol=1e-5)
+    # The NNX twin of the head predicts them too (the Linen head: in every method's
+    # model, tests/posthoc/test_every_method.py).
+    head = Gaussian(0.8).head(functools.partial(DenseHead, dense=nn.Dense), nn.Dense)
+    extras = nnx_type(head)(5, 3, rngs=nnx.Rngs(0))(jnp.ones((2, 5)))[1]
+    assert extras["quantile_lower"].shape == extras["quantile_upper"].shape == (2, 3)
+    with pytest.raises(UsageError, match="applies to regression datasets"):
+        for_task("classification", quantile_coverage=0.9)
+    with pytest.raises(UsageError, match="quantile_coverage must be in"):
+        Gaussian(quantile_coverage=1.5)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from relbench import posthoc
+from relbench.errors import UsageError
 from relbench.metrics import conformal as conformal_metrics
 from relbench.metrics.streaming import Predictions, evaluate_arrays
 from relbench.posthoc import conformal_classification as cc
@@ -156,3 +157,55 @@ def test_regression_intervals_cover_and_normalized_ones_adapt():
     normalized, residual = results["conformal_normalized"], results["conformal_residual"]
     assert normalized["interval_width"] < residual["interval_width"]
     assert normalized["winkler_score"] < residual["winkler_score"]
+
+
+def quantile_outputs(lower, upper):
+    """A quantile head's outputs ``[M, N, 1]`` (members' means zero)."""
+    lower, upper = (np.asarray(q, np.float32).reshape(-1, len(q[0]), 1) for q in (lower, upper))
+    return (np.zeros_like(lower), {"quantile_lower": lower, "quantile_upper": upper})
+
+
+def test_cqr_against_a_hand_computed_example():
+    # Two members whose mean quantiles are [0, 1]; E = max(q_lo - y, y - q_hi) for
+    # y = 0.5, 1.3, -0.2, 2.0 is -0.5, 0.3, 0.2, 1.0; coverage 0.6 of n = 4 takes the
+    # ceil(5 * 0.6) = 3rd smallest, 0.3: the interval [0, 1] widens to [-0.3, 1.3].
+    cal = quantile_outputs([[-1.0] * 4, [1.0] * 4], [[0.5] * 4, [1.5] * 4])
+    step = jitted(posthoc.make("conformal_cqr", coverage=0.6))
+    fitted = step.fit(cal, {"label": np.array([[0.5], [1.3], [-0.2], [2.0]], np.float32)})
+    assert float(fitted["threshold"][0]) == pytest.approx(0.3)
+    _, out = step.apply(quantile_outputs([[2.0], [4.0]], [[3.0], [5.0]]), fitted)
+    np.testing.assert_allclose(out["interval_lower"][0, :, 0], [3.0 - 0.3], rtol=1e-6)
+    np.testing.assert_allclose(out["interval_upper"][0, :, 0], [4.0 + 0.3], rtol=1e-6)
+    # Intervals too wide shrink: a negative threshold.
+    fitted = step.fit(cal, {"label": np.full((4, 1), 0.5, np.float32)})
+    assert float(fitted["threshold"][0]) == pytest.approx(-0.5)
+
+
+def test_cqr_without_a_quantile_head_names_the_fix():
+    step = posthoc.make("conformal_cqr")
+    outputs = (jnp.zeros((1, 4, 1)), {"variance": jnp.ones((1, 4, 1))})
+    with pytest.raises(UsageError, match="config.likelihood.quantile_coverage"):
+        step.fit(outputs, {"label": jnp.zeros((4, 1))})
+
+
+def test_cqr_coverage_over_50_random_splits_is_within_vovks_bounds():
+    """Heteroscedastic data and a quantile head that is too narrow (its quantiles cover
+    half the mass): CQR covers at 1 - alpha, its widths follow the noise."""
+    rng = np.random.default_rng(5)
+    n, n_cal, alpha = 4000, 500, 0.1
+    std = rng.uniform(0.1, 2.0, n)
+    y = (rng.normal(size=n) * std).astype(np.float32)
+    lower, upper = -0.67 * std[None], 0.67 * std[None]
+    step = jitted(posthoc.make("conformal_cqr", coverage=1 - alpha))
+    coverages, width_ratio = [], []
+    for _ in range(50):
+        order = rng.permutation(n)
+        cal, test = order[:n_cal], order[n_cal:]
+        fitted = step.fit(quantile_outputs(lower[:, cal], upper[:, cal]), {"label": y[cal, None]})
+        _, out = step.apply(quantile_outputs(lower[:, test], upper[:, test]), fitted)
+        low, high = (np.asarray(out[k][0, :, 0]) for k in ("interval_lower", "interval_upper"))
+        coverages.append(np.mean((low <= y[test]) & (y[test] <= high)))
+        width_ratio.append(np.corrcoef(high - low, std[test])[0, 1])
+    mean = float(np.mean(coverages))
+    assert 1 - alpha - 0.004 <= mean <= 1 - alpha + 1 / (n_cal + 1) + 0.004, mean
+    assert min(width_ratio) > 0.99  # widths proportional to the noise, plus a constant
