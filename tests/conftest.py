@@ -7,6 +7,9 @@ One session-wide XLA compilation cache (JAX's persistent cache, in a fresh tempo
 folder removed at the end): the suite compiles the same small programs in many tests,
 xdist workers and subprocesses (which inherit the environment), and each is compiled
 once. A cached executable is the one XLA compiled, so results stay bit for bit.
+
+OpenBLAS (scipy's, which XLA's CPU linear algebra calls) runs single-threaded, as the
+CLI sets it (relbench/cli/main.py): each fake device is a thread of its own.
 """
 
 import os
@@ -15,6 +18,7 @@ import tempfile
 
 import pytest
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller; workers inherit it

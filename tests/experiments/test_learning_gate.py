@@ -39,7 +39,7 @@ REFUSALS: dict[tuple[str, str, str], str] = {
     ("mimo", "digits_cnn", "mode"): _MIMO_MODE,
 }
 
-DETECTORS = ("mahalanobis", "relative_mahalanobis", "ddu", "knn", "vim", "react")
+DETECTORS = ("mahalanobis", "relative_mahalanobis", "ddu", "knn", "vim", "react", "odin")
 NLL_FITTED = ("temperature_scaling", "vector_scaling", "matrix_scaling", "dirichlet_calibration")
 CALIBRATION = (*NLL_FITTED, "histogram_binning", "isotonic", "platt")
 CONFORMAL = ("conformal_lac", "conformal_aps", "conformal_raps", "conformal_saps")
