@@ -412,12 +412,15 @@ def set_outputs(exp: Experiment, state, predict, split: str, key: jax.Array, mes
     outputs, targets = [], []
     for index, local in enumerate(_eval_batches(exp, eval_set)):
         batch = sharding.global_batch(local, batch_sharding)
-        logits, extras = predict(state, batch["input"], jax.random.fold_in(key, index))
-        # [M, B, ...] outputs and [B, ...] targets, all replicated.
-        # One collective program in flight at a time: on CPU devices two of them can
-        # hold the thread pool between them and deadlock in their all-gathers.
-        outputs.append(jax.block_until_ready(replicate((logits, extras))))
-        targets.append(replicate({k: v for k, v in batch.items() if k not in ("input", "mask")}))
+        # [M, B, ...] outputs and [B, ...] targets, all replicated. One collective program
+        # in flight at a time: on CPU devices two of them can hold the thread pool between
+        # them and deadlock in their all-gathers (seen here: predict's and replicate's).
+        predicted = jax.block_until_ready(
+            predict(state, batch["input"], jax.random.fold_in(key, index))
+        )
+        outputs.append(jax.block_until_ready(replicate(predicted)))
+        labels = {k: v for k, v in batch.items() if k not in ("input", "mask")}
+        targets.append(jax.block_until_ready(replicate(labels)))
     n = len(eval_set.source)  # padding rows come last: cut them off
     logits = jnp.concatenate([o[0] for o in outputs], axis=1)[:, :n]
     extras = {k: jnp.concatenate([o[1][k] for o in outputs], axis=1)[:, :n] for k in outputs[0][1]}
@@ -466,6 +469,7 @@ def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None, kee
             stats = jax.device_get(eval_step.reduce(outputs, batch, eval_set.is_ood, fitted))
             if keep is not None:
                 final = apply_posthoc(exp, outputs, fitted) if fitted else outputs
+                final = jax.block_until_ready(final)  # before keep's all-gather
                 keep.add(set_name, eval_set.is_ood, final, batch)
             for view in views:
                 totals[view] = metrics_lib.add_statistics(suite, totals[view], stats[view])

@@ -65,7 +65,8 @@ def check_posthoc_composition(steps: tuple[str, ...], results: dict, workdir) ->
     assert test["nll"] != test["raw/nll"]  # applied on every set
     # The conformal sets cover the test set. Not quite at 0.9: the map before them was
     # fitted on their calibration set, which its scores then fit better than the test's.
-    assert test["coverage"] > 0.7 and 1.0 <= test["mean_set_size"] <= 8.0
+    # A trained model's LAC sets may be empty (no class above the threshold): sizes < 1.
+    assert test["coverage"] > 0.7 and 0.0 < test["mean_set_size"] <= 8.0
     assert "coverage" not in near and near["mean_set_size"] > 0  # OOD sets: sizes only
     assert "raw/coverage" not in test
 
