@@ -18,7 +18,7 @@ from relbench.posthoc import (
     laplace,
     temperature_scaling,
 )
-from relbench.posthoc.step import PosthocStep, apply_all
+from relbench.posthoc.step import NetworkFit, PosthocStep, apply_all
 from relbench.registry import Registry
 
 POSTHOC_STEPS = Registry(
@@ -59,4 +59,12 @@ def hyperparameters(name: str) -> dict[str, Any]:
     return {n: p.default for n, p in inspect.signature(POSTHOC_STEPS.get(name)).parameters.items()}
 
 
-__all__ = ["POSTHOC_STEPS", "PosthocStep", "apply_all", "hyperparameters", "make", "register"]
+__all__ = [
+    "POSTHOC_STEPS",
+    "NetworkFit",
+    "PosthocStep",
+    "apply_all",
+    "hyperparameters",
+    "make",
+    "register",
+]
