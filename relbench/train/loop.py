@@ -443,20 +443,33 @@ def fit_posthoc(exp: Experiment, state, predict, eval_key: jax.Array, mesh) -> l
     Each split is predicted once (with a key of its own, apart from the evaluation's),
     whatever the number of steps that fit on it.
     """
-    fitted, cache = [], {}
+    fitted, cache, done = [], {}, 0  # done: the steps already inside predict
     replicated = sharding.replicated(mesh)
     for entry in exp.posthoc:
         split = entry.step.split
         if entry.step.network is not None:  # the first step (build_posthoc checks)
             key = named_key(eval_key, split)
             fitted.append(fit_network(exp, state, entry.step.network, split, key, mesh))
+            predict, done = _after_network_step(exp, predict, fitted[0]), 1
             continue
         if split not in cache:
             cache[split] = set_outputs(exp, state, predict, split, named_key(eval_key, split), mesh)
         outputs, targets = cache[split]
-        outputs = apply_posthoc(exp, outputs, fitted)
+        steps = [e.step for e in exp.posthoc[done : len(fitted)]]
+        outputs = posthoc_lib.apply_all(steps, outputs, fitted[done:])
         fitted.append(jax.jit(entry.step.fit, out_shardings=replicated)(outputs, targets))
     return fitted
+
+
+def _after_network_step(exp: Experiment, predict, network_fitted):
+    """``predict`` followed by the first post-hoc step (one over the network), jitted."""
+
+    def after(state, inputs, key, network_fitted):
+        outputs = predict(state, inputs, key)
+        return apply_posthoc(exp, outputs, [network_fitted], state, inputs, key)
+
+    after = jax.jit(after)
+    return lambda state, inputs, key: after(state, inputs, key, network_fitted)
 
 
 def fit_network(exp: Experiment, state, network: posthoc_lib.NetworkFit, split, key, mesh):
@@ -617,7 +630,8 @@ def _abstract_posthoc(exp: Experiment, state, mesh) -> list[Any]:
                 continue
             outputs = exp.method.predict_fn(exp.model.apply, state, split["input"], key)
             targets = {k: v for k, v in split.items() if k != "input"}
-            fitted.append(entry.step.fit(apply_posthoc(exp, outputs, fitted), targets))
+            outputs = apply_posthoc(exp, outputs, fitted, state, split["input"], key)
+            fitted.append(entry.step.fit(outputs, targets))
         return fitted
 
     shapes = jax.eval_shape(fit_all, state, splits, jax.random.key(0))
