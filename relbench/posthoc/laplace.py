@@ -1,4 +1,7 @@
-"""Last-layer Laplace approximation [1, 2] as a post-hoc step.
+"""Laplace approximation [1, 2] as a post-hoc step: the last layer (this module) or,
+with ``subset="all"`` or parameter path prefixes, the whole network or a subnetwork
+(``relbench.posthoc.network_laplace``, over the GGN of ``network_curvature``; the
+evidence and its tuning below are shared).
 
 The model's head is linear in the penultimate features, ``f = W^T phi`` with the bias
 folded in (``phi = [features, 1]``, ``W [D+1, K]``, flattened row-major). The step
@@ -284,14 +287,18 @@ def make(
 ) -> PosthocStep:
     """Args:
     split: the evaluation set the Laplace approximation is fitted on.
-    subset: the parameters it covers: ``"last_layer"`` (the post-hoc contract sees the
-      outputs and penultimate features, not the network's parameters).
-    structure: ``"full"``, ``"diag"``, ``"kfac"`` or ``"lowrank"`` (module docstring).
+    subset: the parameters it covers: ``"last_layer"`` (from the outputs and penultimate
+      features), ``"all"``, or path prefixes of the parameter tree (``"Dense_0,
+      DenseHead_0"``), each a module or a parameter: a network subset reruns the
+      network (``PosthocStep.network``) and must be the first post-hoc step.
+    structure: ``"full"``, ``"diag"``, ``"kfac"`` or ``"lowrank"`` (module docstring);
+      a network subset: ``"kfac"`` or ``"diag"``.
     rank: Lanczos steps (retained eigenpairs) of ``"lowrank"``.
     prior_precision: ``delta``, the start (or, with ``"none"``, the value).
-    prior_tuning: ``"marglik"`` (gradient), ``"marglik_grid"``, ``"nll"`` or ``"none"``.
-    link: ``"probit"``, ``"bridge"`` or ``"mc"``.
-    num_samples: head samples of the ``"mc"`` link (each a member).
+    prior_tuning: ``"marglik"`` (gradient), ``"marglik_grid"``, ``"nll"`` or ``"none"``
+      (a network subset: not ``"nll"``, which would rerun the network per candidate).
+    link: ``"probit"``, ``"bridge"`` or ``"mc"``; a network subset: ``"glm"`` or ``"mc"``.
+    num_samples: weight samples of the ``"mc"`` / ``"glm"`` links (each a member).
     seed: the key of Lanczos' start vector and of the ``"mc"`` samples.
     tuning_steps: Adam steps of ``"marglik"``.
     min_prior_precision, max_prior_precision: the search range of ``delta``.

@@ -3,8 +3,8 @@ convolution against a numpy patch reference, the GGN diagonal against the exact 
 fit through the loop (sharded, streamed) against one unsharded pass, and the posterior
 on digits against the MAP network."""
 
+import functools
 import itertools
-import json
 
 import flax.linen as nn
 import jax
@@ -16,8 +16,7 @@ from relbench.models import MLP
 from relbench.posthoc import laplace
 from relbench.posthoc import network_curvature as curvature
 from relbench.posthoc.network_laplace import layer_entries
-from relbench.train.ensemble_eval import load_run
-from relbench.train.loop import train_and_evaluate
+from relbench.train import loop, sharding
 from relbench.train.sharding import data_mesh
 from tests.posthoc.conftest import TEST, TRAIN, VALIDATION
 
@@ -50,7 +49,7 @@ def _mlp(n=1):
 
 def test_kfac_of_each_layer_of_a_two_layer_net_on_one_example_is_its_exact_ggn_block():
     forward, params, x = _mlp()
-    step = laplace.make(subset="all", structure="kfac", link="glm", prior_tuning="none")
+    step = laplace.make(subset="all", structure="kfac", link="glm", prior_tuning="marglik_grid")
 
     @jax.jit
     def check(params, x):
@@ -61,21 +60,31 @@ def test_kfac_of_each_layer_of_a_two_layer_net_on_one_example_is_its_exact_ggn_b
         batch = {"input": x, "label": jnp.zeros(1, jnp.int32)}
         statistics = step.network.init(params, forward, batch)
         statistics = step.network.accumulate(statistics, params, forward, batch)
-        return sums, exact, step.network.finish(statistics, params)
+        return sums, exact, step.network.finish(statistics, params), statistics["log_lik"]
 
-    sums, exact, fitted = check(params, x)
+    sums, exact, fitted, log_lik = check(params, x)
     assert sorted(sums) == ["DenseHead_0/Dense_0", "Dense_0"]
     for path, (a, g) in sums.items():
         np.testing.assert_allclose(jnp.kron(a, g), exact[path], atol=1e-6)
-    # The fitted spectrum's log det(H + delta I) is that of the block-diagonal A (x) G.
+    # The fitted spectrum's log det(H + delta I) is that of the block-diagonal A (x) G,
+    # and the tuned delta maximizes the evidence computed densely from those blocks.
     values = [
         jnp.outer(c["a_values"], c["g_values"]).reshape(-1)
         for c in layer_entries(fitted["curvature"]).values()
     ]
-    blocks = jax.scipy.linalg.block_diag(*(jnp.kron(a, g) for a, g in sums.values()))
-    delta = 0.3
-    want = jnp.linalg.slogdet(blocks + delta * jnp.eye(len(blocks)))[1]
+    blocks = np.asarray(jax.scipy.linalg.block_diag(*(jnp.kron(a, g) for a, g in sums.values())))
+    theta = np.concatenate([np.ravel(v) for v in jax.tree.leaves(params)])
+
+    def dense_evidence(delta):
+        log_det = np.linalg.slogdet(blocks + delta * np.eye(len(blocks)))[1]
+        size = len(theta)
+        return log_lik - delta / 2 * theta @ theta + size / 2 * np.log(delta) - log_det / 2
+
+    delta = float(jnp.exp(fitted["log_prior_precision"]))
+    want = np.linalg.slogdet(blocks + delta * np.eye(len(blocks)))[1]
     np.testing.assert_allclose(jnp.sum(jnp.log(jnp.concatenate(values) + delta)), want, rtol=1e-5)
+    assert 1e-3 < delta < 1e3  # inside the search range [1e-4, 1e4]
+    assert dense_evidence(delta) >= max(dense_evidence(delta * 1.1), dense_evidence(delta / 1.1))
 
 
 class TinyConv(nn.Module):
@@ -178,7 +187,7 @@ def test_full_network_laplace_improves_the_test_nll_of_the_map_digits_mlp(digits
         return model.apply({"params": p}, inputs, train=False)[0]
 
     step = laplace.make(
-        subset="all", structure="kfac", link="glm", prior_tuning="none", num_samples=16
+        subset="all", structure="kfac", link="glm", prior_tuning="none", num_samples=8
     )
     network = step.network
     train_x, train_y = x[TRAIN], y[TRAIN]
@@ -212,35 +221,43 @@ def test_full_network_laplace_improves_the_test_nll_of_the_map_digits_mlp(digits
     assert abs(accuracy - map_accuracy) <= 0.01
 
 
-def test_network_laplace_through_the_loop_streams_the_split_like_one_pass(tmp_path):
-    """Four fake devices, the validation set in padded batches of 64: the loop's
-    factors equal one unsharded pass over the set; the predictive changes the NLL."""
+def test_network_laplace_in_the_loop_streams_the_split_like_one_pass():
+    """Four fake devices, the validation set in padded batches of 64: the loop's fitted
+    factors equal one unsharded pass over the set; the eval step reports the predictive
+    beside the raw model."""
     config = configs.load("experiments/digits_mlp.py:deterministic,smoke")
     with config.unlocked():
-        config.train.num_epochs = 0.2
         config.train.eval_batch_size = 64
-        config.evaluation.shift_suite = ""
-        config.posthoc = ("laplace", "temperature_scaling")
+        config.posthoc = ("laplace",)
         config.posthoc_hparams.laplace.update(
-            subset="Dense_0,DenseHead_0", link="glm", prior_tuning="marglik_grid", num_samples=4
+            subset="Dense_0,DenseHead_0", link="glm", prior_tuning="none", num_samples=4
         )
-    results = train_and_evaluate(config, tmp_path)
-    (fit, _) = json.loads((tmp_path / "posthoc.json").read_text())["steps"]
-    assert fit["name"] == "laplace"
-    test = results["test"]
-    assert test["nll"] != test["raw/nll"] and np.isfinite(test["nll"])
-    run = load_run(tmp_path, data_mesh())
-    source = run.exp.dataset.eval_sets["validation"].source
+    exp = loop.build(config)
+    mesh, key = data_mesh(), jax.random.key(0)
+    initialize = functools.partial(loop.init_state, exp)
+    state_sharding = sharding.state_sharding(
+        mesh, jax.eval_shape(initialize, key), exp.method.partition_rules
+    )
+    state = jax.jit(initialize, out_shardings=state_sharding)(key)
+    eval_step = loop.make_eval_step(exp, mesh, state_sharding)
+    fitted = loop.fit_posthoc(exp, state, eval_step.predict, key, mesh)
+
+    source = exp.dataset.eval_sets["validation"].source
     batch = source.read(np.arange(len(source)))
+    assert len(source) % 64 != 0  # the last batch is padded
 
     def forward(p, inputs):
-        state = run.state.replace(params=p)
-        return run.exp.method.predict_fn(run.exp.model.apply, state, inputs, None)[0]
+        return exp.method.predict_fn(exp.model.apply, state.replace(params=p), inputs, None)[0]
 
-    step = laplace.make(subset="Dense_0,DenseHead_0", link="glm", prior_tuning="none")
-    whole = step.network.accumulate(
-        step.network.init(run.state.params, forward, batch), run.state.params, forward, batch
+    network = exp.posthoc[0].step.network
+    whole = network.accumulate(
+        network.init(state.params, forward, batch), state.params, forward, batch
     )
     a = layer_entries(whole["sums"])["Dense_0"]["a"]
-    values = np.asarray(fit["fitted"]["curvature"]["Dense_0"]["a_values"])
-    np.testing.assert_allclose(np.sort(values), jnp.linalg.eigvalsh(a), rtol=1e-3, atol=1e-3)
+    values = layer_entries(fitted[0]["curvature"])["Dense_0"]["a_values"]
+    np.testing.assert_allclose(values, jnp.linalg.eigvalsh(a), rtol=1e-4, atol=1e-3)
+
+    first = next(iter(loop.split_data(exp, mesh)("validation")))
+    statistics = eval_step(state, first, key, False, fitted)
+    after, raw = statistics[""][0], statistics["raw/"][0]  # the first suite's sums
+    assert after["count"] == raw["count"] == 64 and after["nll"] != raw["nll"]
