@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from relbench.errors import UsageError
 from relbench.posthoc import network_curvature as curvature_lib
 from relbench.posthoc.network_curvature import Forward
 from relbench.posthoc.temperature_scaling import target_distributions
@@ -108,7 +109,13 @@ class NetworkLaplace:
 
     def _layers(self, forward: Forward, params, inputs) -> dict:
         paths = curvature_lib.select(params, self.subset)
-        return curvature_lib.kfac_layers(forward, params, paths, inputs)
+        layers = curvature_lib.kfac_layers(forward, params, paths, inputs)
+        if not layers:
+            raise UsageError(
+                f"laplace kfac: subset '{self.subset}' holds no flax.linen.Dense or Conv "
+                "layer; name one, or use structure 'diag'"
+            )
+        return layers
 
     def _batch_sums(self, params, forward: Forward, batch) -> dict[str, Any]:
         x, weights = batch["input"], weights_of(batch)

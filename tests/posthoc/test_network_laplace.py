@@ -10,8 +10,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from relbench import configs
+from relbench.errors import UsageError
 from relbench.models import MLP
 from relbench.posthoc import laplace
 from relbench.posthoc import network_curvature as curvature
@@ -261,3 +263,18 @@ def test_network_laplace_in_the_loop_streams_the_split_like_one_pass():
     statistics = eval_step(state, first, key, False, fitted)
     after, raw = statistics[""][0], statistics["raw/"][0]  # the first suite's sums
     assert after["count"] == raw["count"] == 64 and after["nll"] != raw["nll"]
+
+
+def test_a_subset_that_names_nothing_or_no_layer_is_one_clear_error():
+    forward, params, x = _mlp()
+    batch = {"input": x, "label": jnp.zeros(1, jnp.int32)}
+    with pytest.raises(UsageError, match="names no parameter; the network's are: .*Dense_0"):
+        laplace.make(subset="Conv_0", link="glm", prior_tuning="none").network.init(
+            params, forward, batch
+        )
+    with pytest.raises(UsageError, match="holds no flax.linen.Dense or Conv layer"):
+        laplace.make(subset="Dense_0/bias", link="glm", prior_tuning="none").network.init(
+            params, forward, batch
+        )
+    with pytest.raises(UsageError, match="prior_tuning 'nll' is unknown with subset 'all'"):
+        laplace.make(subset="all")
