@@ -106,7 +106,9 @@ def last_layer_fit(model, steps: int, batch: int):
 def network_fit(model, steps: int, batch: int, subset: str):
     """KFAC over ``subset``'s conv and dense layers as the loop fits it: one jitted
     ``accumulate`` per batch (K = 10 backward passes each), then ``finish``."""
-    network = laplace.make(subset=subset, structure="kfac", prior_tuning="marglik").network
+    step = laplace.make(subset=subset, structure="kfac", prior_tuning="marglik", link="glm")
+    network = step.network
+    assert network is not None
 
     def forward_of(stats):
         def forward(params, x):
