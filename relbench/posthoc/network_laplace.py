@@ -119,7 +119,12 @@ class NetworkLaplace:
 
     def _batch_sums(self, params, forward: Forward, batch) -> dict[str, Any]:
         x, weights = batch["input"], weights_of(batch)
-        num_classes = jax.eval_shape(forward, params, x).shape[-1]  # [1, B, K]
+        members, _, num_classes = jax.eval_shape(forward, params, x).shape  # [1, B, K]
+        if members != 1:
+            raise UsageError(
+                f"laplace with a network subset needs a single-member model, this one has "
+                f"{members} members; use subset 'last_layer' (one fit per member)"
+            )
         distributions = target_distributions(batch, num_classes)
         if self.structure == "kfac":
             layers = self._layers(forward, params, x)
