@@ -19,7 +19,7 @@ from relbench.posthoc import (
     odin,
     temperature_scaling,
 )
-from relbench.posthoc.step import PosthocStep, apply_all, predict_with_inputs
+from relbench.posthoc.step import NetworkFit, PosthocStep, apply_all, predict_with_inputs
 from relbench.registry import Registry
 
 POSTHOC_STEPS = Registry(
@@ -66,6 +66,7 @@ def hyperparameters(name: str) -> dict[str, Any]:
 
 __all__ = [
     "POSTHOC_STEPS",
+    "NetworkFit",
     "PosthocStep",
     "apply_all",
     "hyperparameters",

@@ -1,4 +1,7 @@
-"""Last-layer Laplace approximation [1, 2] as a post-hoc step.
+"""Laplace approximation [1, 2] as a post-hoc step: the last layer (this module) or,
+with ``subset="all"`` or parameter path prefixes, the whole network or a subnetwork
+(``relbench.posthoc.network_laplace``, over the GGN of ``network_curvature``; the
+evidence and its tuning below are shared).
 
 The model's head is linear in the penultimate features, ``f = W^T phi`` with the bias
 folded in (``phi = [features, 1]``, ``W [D+1, K]``, flattened row-major). The step
@@ -73,13 +76,14 @@ import optax
 from absl import logging
 
 from relbench.errors import UsageError
-from relbench.posthoc.step import Outputs, PosthocStep, Targets
+from relbench.posthoc import network_laplace
+from relbench.posthoc.step import NetworkFit, Outputs, PosthocStep, Targets
 from relbench.posthoc.temperature_scaling import minimize, target_distributions
 
 STRUCTURES = ("full", "diag", "kfac", "lowrank")
 TUNINGS = ("marglik", "marglik_grid", "nll", "none")
 LINKS = ("probit", "bridge", "mc")
-SUBSETS = ("last_layer",)
+NETWORK_TUNINGS = ("marglik", "marglik_grid", "none")  # "nll" would rerun the network
 
 
 def augment(features: jax.Array) -> jax.Array:
@@ -179,21 +183,44 @@ def eigenvalues(structure: str, curvature: dict) -> jax.Array:
     return curvature["values"].reshape(-1)
 
 
+def evidence(log_delta, spectrum: jax.Array, size: int, squared_norm, log_lik) -> jax.Array:
+    """The Laplace approximation of ``log p(D | delta)`` (module docstring), up to a
+    constant in ``delta``, from the retained ``spectrum`` of ``H`` (the other
+    ``size - len(spectrum)`` eigenvalues are 0) and ``||theta*||^2``."""
+    delta = jnp.exp(log_delta)
+    rest = size - spectrum.size  # eigenvalues taken as 0: log(0 + delta) each
+    log_det = jnp.sum(jnp.log(spectrum + delta)) + rest * log_delta
+    return log_lik - 0.5 * delta * squared_norm + 0.5 * size * log_delta - 0.5 * log_det
+
+
 def log_evidence(
     log_delta: jax.Array, structure: str, curvature: dict, head: jax.Array, log_lik: jax.Array
 ) -> jax.Array:
-    """The Laplace approximation of ``log p(D | delta)`` (module docstring), up to a
-    constant in ``delta``."""
-    delta = jnp.exp(log_delta)
-    values = eigenvalues(structure, curvature)
-    rest = head.size - values.size  # eigenvalues taken as 0: log(0 + delta) each
-    log_det = jnp.sum(jnp.log(values + delta)) + rest * log_delta
-    return (
-        log_lik
-        - 0.5 * delta * jnp.sum(jnp.square(head))
-        + 0.5 * head.size * log_delta
-        - 0.5 * log_det
-    )
+    """``evidence`` of the last-layer head."""
+    spectrum = eigenvalues(structure, curvature)
+    return evidence(log_delta, spectrum, head.size, jnp.sum(jnp.square(head)), log_lik)
+
+
+def tune_log_prior_precision(
+    tuning: str, objective, start, low: float, high: float, steps: int
+) -> jax.Array:
+    """``log delta`` minimizing ``objective`` (the negative evidence, or the NLL) on
+    ``[low, high]``: by Adam (``"marglik"``), on a grid refined by golden section
+    (``"marglik_grid"``, ``"nll"``), or ``start`` (``"none"``)."""
+    if tuning == "none":
+        return jnp.asarray(start, jnp.float32)
+    if tuning != "marglik":
+        return minimize(objective, low, high, 64)
+    optimizer = optax.adam(0.1)
+
+    def descend(carry, _):
+        u, state = carry
+        updates, state = optimizer.update(jax.grad(objective)(u), state)
+        return (jnp.clip(optax.apply_updates(u, updates), low, high), state), None
+
+    start = jnp.asarray(start, jnp.float32)
+    (log_delta, _), _ = jax.lax.scan(descend, (start, optimizer.init(start)), None, length=steps)
+    return log_delta
 
 
 def logit_variance(structure: str, curvature: dict, phi: jax.Array, delta) -> jax.Array:
@@ -260,32 +287,40 @@ def make(
 ) -> PosthocStep:
     """Args:
     split: the evaluation set the Laplace approximation is fitted on.
-    subset: the parameters it covers: ``"last_layer"`` (the post-hoc contract sees the
-      outputs and penultimate features, not the network's parameters).
-    structure: ``"full"``, ``"diag"``, ``"kfac"`` or ``"lowrank"`` (module docstring).
+    subset: the parameters it covers: ``"last_layer"`` (from the outputs and penultimate
+      features), ``"all"``, or path prefixes of the parameter tree (``"Dense_0,
+      DenseHead_0"``), each a module or a parameter: a network subset reruns the
+      network (``PosthocStep.network``) and must be the first post-hoc step.
+    structure: ``"full"``, ``"diag"``, ``"kfac"`` or ``"lowrank"`` (module docstring);
+      a network subset: ``"kfac"`` or ``"diag"``.
     rank: Lanczos steps (retained eigenpairs) of ``"lowrank"``.
     prior_precision: ``delta``, the start (or, with ``"none"``, the value).
-    prior_tuning: ``"marglik"`` (gradient), ``"marglik_grid"``, ``"nll"`` or ``"none"``.
-    link: ``"probit"``, ``"bridge"`` or ``"mc"``.
-    num_samples: head samples of the ``"mc"`` link (each a member).
+    prior_tuning: ``"marglik"`` (gradient), ``"marglik_grid"``, ``"nll"`` or ``"none"``
+      (a network subset: not ``"nll"``, which would rerun the network per candidate).
+    link: ``"probit"``, ``"bridge"`` or ``"mc"``; a network subset: ``"glm"`` or ``"mc"``.
+    num_samples: weight samples of the ``"mc"`` / ``"glm"`` links (each a member).
     seed: the key of Lanczos' start vector and of the ``"mc"`` samples.
     tuning_steps: Adam steps of ``"marglik"``.
     min_prior_precision, max_prior_precision: the search range of ``delta``.
     """
+    network = subset != "last_layer"
+    if network:  # the structures, tunings and links defined over a network's parameters
+        structures, tunings, links = (
+            network_laplace.STRUCTURES,
+            NETWORK_TUNINGS,
+            network_laplace.LINKS,
+        )
+    else:
+        structures, tunings, links = STRUCTURES, TUNINGS, LINKS
     for name, value, valid in (
-        ("subset", subset, SUBSETS),
-        ("structure", structure, STRUCTURES),
-        ("prior_tuning", prior_tuning, TUNINGS),
-        ("link", link, LINKS),
+        ("structure", structure, structures),
+        ("prior_tuning", prior_tuning, tunings),
+        ("link", link, links),
     ):
         if value not in valid:
-            why = (
-                " (full-network and subnetwork Laplace need the parameters)"
-                if name == "subset"
-                else ""
-            )
             raise UsageError(
-                f"laplace {name} '{value}' is unknown; choose one of: {', '.join(valid)}{why}"
+                f"laplace {name} '{value}' is unknown with subset '{subset}'; choose one "
+                f"of: {', '.join(valid)}"
             )
     if not 0 < min_prior_precision <= prior_precision <= max_prior_precision:
         raise UsageError(
@@ -295,6 +330,22 @@ def make(
         raise UsageError(f"laplace needs rank >= 1 and num_samples >= 1, got {rank}, {num_samples}")
     key = jax.random.key(seed)
     low, high = math.log(min_prior_precision), math.log(max_prior_precision)
+    start = math.log(prior_precision)
+    if network:
+
+        def tune(spectrum, size, squared_norm, log_lik):
+            def objective(u):
+                return -evidence(u, spectrum, size, squared_norm, log_lik)
+
+            return tune_log_prior_precision(prior_tuning, objective, start, low, high, tuning_steps)
+
+        laplace = network_laplace.NetworkLaplace(subset, structure, link, num_samples, key, tune)
+        return PosthocStep(
+            fit=_reads_the_network,
+            apply=_reads_the_network,
+            split=split,
+            network=NetworkFit(laplace.init, laplace.accumulate, laplace.finish, laplace.apply),
+        )
 
     def fit_member(features, logits, distributions):
         phi = augment(features)  # [N, D+1]
@@ -305,7 +356,7 @@ def make(
         curvature = fit_curvature(structure, phi, probs, rank, key)
         log_lik = jnp.sum(distributions * jax.nn.log_softmax(fitted, -1))
 
-        def evidence(u):
+        def log_evidence_of(u):
             return log_evidence(u, structure, curvature, head, log_lik)
 
         def nll(u):
@@ -313,25 +364,10 @@ def make(
             log_probs = link_log_probs("probit" if link == "mc" else link, fitted, variance)
             return -jnp.mean(jnp.sum(distributions * log_probs, -1))
 
-        start = jnp.log(jnp.asarray(prior_precision, jnp.float32))
-        if prior_tuning == "marglik":
-            optimizer = optax.adam(0.1)
-
-            def ascend(carry, _):
-                u, state = carry
-                grad = -jax.grad(evidence)(u)
-                updates, state = optimizer.update(grad, state)
-                return (jnp.clip(optax.apply_updates(u, updates), low, high), state), None
-
-            (log_delta, _), _ = jax.lax.scan(
-                ascend, (start, optimizer.init(start)), None, length=tuning_steps
-            )
-        elif prior_tuning == "marglik_grid":
-            log_delta = minimize(lambda u: -evidence(u), low, high, 64)
-        elif prior_tuning == "nll":
-            log_delta = minimize(nll, low, high, 64)
-        else:
-            log_delta = start
+        objective = nll if prior_tuning == "nll" else lambda u: -log_evidence_of(u)
+        log_delta = tune_log_prior_precision(
+            prior_tuning, objective, start, low, high, tuning_steps
+        )
         return {"head": head, "curvature": curvature, "log_prior_precision": log_delta}, residual
 
     def fit(outputs: Outputs, targets: Targets) -> dict[str, Any]:
@@ -376,3 +412,10 @@ def _warn_not_linear(residual) -> None:
             "residual %.3g); last-layer Laplace assumes a dense head",
             float(residual),
         )
+
+
+def _reads_the_network(*_):
+    raise UsageError(
+        "laplace with a network subset reads the network's parameters: the loop fits and "
+        "applies it through PosthocStep.network (fit and apply see only outputs)"
+    )

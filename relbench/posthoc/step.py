@@ -20,6 +20,14 @@ those outputs. ``relbench.posthoc.<name>.make(**hparams)`` returns a ``PosthocSt
 
 Both functions are pure and jitted by the loop; ``config.posthoc`` lists the steps,
 which fit and apply in order after any method, each on its predecessors' outputs.
+
+A step that reads the network's parameters (full-network Laplace) sets ``network``, a
+``NetworkFit``: the loop then gives it ``params`` (the trained parameter tree) and
+``forward(params, inputs) -> logits [M, B, K]`` (the method's prediction with other
+parameters), streams the split through ``accumulate`` one global, sharded batch at a
+time (``input``, the targets and ``mask``), and calls its ``apply`` with each batch's
+inputs. Such a step comes first in ``config.posthoc`` (it reruns the network, so it
+cannot see a predecessor's outputs).
 """
 
 from __future__ import annotations
@@ -49,12 +57,29 @@ class InputExtrasFn(Protocol):
 
 
 @dataclasses.dataclass(frozen=True)
+class NetworkFit:
+    """The functions of a step over the network's parameters (all pure, each jitted):
+
+    * ``init(params, forward, batch) -> statistics``: zeros, shaped from one batch;
+    * ``accumulate(statistics, params, forward, batch) -> statistics``;
+    * ``finish(statistics, params) -> fitted``;
+    * ``apply(outputs, fitted, params, forward, inputs) -> outputs``.
+    """
+
+    init: Callable[..., Any]
+    accumulate: Callable[..., Any]
+    finish: Callable[..., Any]
+    apply: Callable[..., Outputs]
+
+
+@dataclasses.dataclass(frozen=True)
 class PosthocStep:
     fit: FitFn
     apply: ApplyFn
     split: str = "validation"
     tasks: tuple[str, ...] = ("classification",)
     input_extras: InputExtrasFn | None = None
+    network: NetworkFit | None = None
 
 
 def predict_with_inputs(
@@ -68,8 +93,14 @@ def predict_with_inputs(
     return logits, extras
 
 
-def apply_all(steps: Sequence[PosthocStep], outputs: Outputs, fitted: Sequence[Any]) -> Outputs:
-    """``outputs`` through every step, in order, each with its fitted parameters."""
+def apply_all(
+    steps: Sequence[PosthocStep], outputs: Outputs, fitted: Sequence[Any], network=None
+) -> Outputs:
+    """``outputs`` through every step, in order, each with its fitted parameters;
+    ``network``: ``(params, forward, inputs)`` of the batch, for a ``NetworkFit`` step."""
     for step, params in zip(steps, fitted, strict=True):
-        outputs = step.apply(outputs, params)
+        if step.network is None:
+            outputs = step.apply(outputs, params)
+        else:
+            outputs = step.network.apply(outputs, params, *network)
     return outputs

@@ -148,6 +148,11 @@ def build_posthoc(config: ml_collections.ConfigDict, dataset) -> tuple[PosthocEn
                 f"post-hoc step '{name}' is defined for {', '.join(step.tasks)} datasets, "
                 f"this one is {dataset.task}; remove it from config.posthoc"
             )
+        if step.network is not None and entries:
+            raise UsageError(
+                f"post-hoc step '{name}' reruns the network, so it comes first in "
+                "config.posthoc; move it before the other steps"
+            )
         sets = fit_sets(dataset)
         if step.split not in sets:
             raise UsageError(
@@ -264,9 +269,24 @@ def summing_metrics(train_step):
     return step, zeros
 
 
-def apply_posthoc(exp: Experiment, outputs, fitted: Sequence[Any]):
-    """The model's outputs through the run's post-hoc steps (the first ``len(fitted)``)."""
-    return posthoc_lib.apply_all([e.step for e in exp.posthoc[: len(fitted)]], outputs, fitted)
+def network_forward(exp: Experiment, state, key: jax.Array):
+    """``forward(params, inputs) -> logits [M, B, K]``: the method's prediction with
+    other parameters (what a post-hoc step over the network reruns)."""
+
+    def forward(params, inputs):
+        return exp.method.predict_fn(exp.model.apply, state.replace(params=params), inputs, key)[0]
+
+    return forward
+
+
+def apply_posthoc(
+    exp: Experiment, outputs, fitted: Sequence[Any], state=None, inputs=None, key=None
+):
+    """The model's outputs through the run's post-hoc steps (the first ``len(fitted)``);
+    ``state``, the batch's ``inputs`` and ``key`` for a step that reruns the network."""
+    network = None if state is None else (state.params, network_forward(exp, state, key), inputs)
+    steps = [e.step for e in exp.posthoc[: len(fitted)]]
+    return posthoc_lib.apply_all(steps, outputs, fitted, network)
 
 
 def predict_outputs(exp: Experiment, state: TrainState, inputs, key):
@@ -293,7 +313,7 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
     def predict(state: TrainState, inputs, key):
         return predict_outputs(exp, state, inputs, key)
 
-    def statistics(outputs, labels, fitted, *, is_ood: bool):
+    def statistics(outputs, labels, fitted, state, inputs, key, *, is_ood: bool):
         suite = metrics_lib.eval_suite(exp.dataset.task, is_ood)
 
         def view(view_outputs):
@@ -311,7 +331,8 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
 
         if fitted is None:
             return {"": view(outputs)}
-        return {"": view(apply_posthoc(exp, outputs, fitted)), "raw/": view(outputs)}
+        final = apply_posthoc(exp, outputs, fitted, state, inputs, key)
+        return {"": view(final), "raw/": view(outputs)}
 
     predict = jax.jit(
         predict, in_shardings=(state_sharding, sharding.batch_sharded(mesh), replicated)
@@ -321,15 +342,20 @@ def make_eval_step(exp: Experiment, mesh: jax.sharding.Mesh, state_sharding):
         for is_ood in (False, True)
     }
 
-    def reduce_outputs(outputs, batch, is_ood: bool, fitted=None):
+    def reduce_outputs(outputs, batch, is_ood: bool, fitted=None, state=None, key=None):
         labels = {name: value for name, value in batch.items() if name != "input"}
-        return reduce[is_ood](outputs, labels, fitted)
+        # Only a post-hoc step that reruns the network reads the state and the inputs.
+        reads_network = fitted is not None and any(e.step.network for e in exp.posthoc)
+        if not reads_network:
+            state, key = None, None
+        inputs = batch["input"] if reads_network else None
+        return reduce[is_ood](outputs, labels, fitted, state, inputs, key)
 
     def eval_step(state: TrainState, batch, key, is_ood: bool, fitted=None):
         # One collective program in flight at a time (see set_outputs); the caller
         # fetches every batch's statistics anyway, so this costs no overlap.
         outputs = jax.block_until_ready(predict(state, batch["input"], key))
-        return reduce_outputs(outputs, batch, is_ood, fitted)
+        return reduce_outputs(outputs, batch, is_ood, fitted, state, key)
 
     eval_step.predict = predict  # the post-hoc fit reuses the compiled forward pass
     eval_step.reduce = reduce_outputs  # evaluate keeps the outputs between the two
@@ -433,16 +459,55 @@ def fit_posthoc(exp: Experiment, state, predict, eval_key: jax.Array, mesh) -> l
     Each split is predicted once (with a key of its own, apart from the evaluation's),
     whatever the number of steps that fit on it.
     """
-    fitted, cache = [], {}
+    fitted, cache, done = [], {}, 0  # done: the steps already inside predict
     replicated = sharding.replicated(mesh)
     for entry in exp.posthoc:
         split = entry.step.split
+        if entry.step.network is not None:  # the first step (build_posthoc checks)
+            key = named_key(eval_key, split)
+            fitted.append(fit_network(exp, state, entry.step.network, split, key, mesh))
+            predict, done = _after_network_step(exp, predict, fitted[0]), 1
+            continue
         if split not in cache:
             cache[split] = set_outputs(exp, state, predict, split, named_key(eval_key, split), mesh)
         outputs, targets = cache[split]
-        outputs = apply_posthoc(exp, outputs, fitted)
+        steps = [e.step for e in exp.posthoc[done : len(fitted)]]
+        outputs = posthoc_lib.apply_all(steps, outputs, fitted[done:])
         fitted.append(jax.jit(entry.step.fit, out_shardings=replicated)(outputs, targets))
     return fitted
+
+
+def _after_network_step(exp: Experiment, predict, network_fitted):
+    """``predict`` followed by the first post-hoc step (one over the network), jitted."""
+
+    def after(state, inputs, key, network_fitted):
+        outputs = predict(state, inputs, key)
+        return apply_posthoc(exp, outputs, [network_fitted], state, inputs, key)
+
+    after = jax.jit(after)
+    return lambda state, inputs, key: after(state, inputs, key, network_fitted)
+
+
+def fit_network(exp: Experiment, state, network: posthoc_lib.NetworkFit, split, key, mesh):
+    """A post-hoc step over the network's parameters, streamed over ``split``'s global,
+    sharded batches (each reduced over the global batch by its jitted ``accumulate``)."""
+    replicated = sharding.replicated(mesh)
+
+    def accumulate(statistics, state, batch):
+        return network.accumulate(statistics, state.params, network_forward(exp, state, key), batch)
+
+    accumulate = jax.jit(accumulate, out_shardings=replicated)
+    statistics = None
+    for batch in split_data(exp, mesh)(split):
+        if statistics is None:  # zeros, shaped from the first batch
+            init = jax.jit(
+                lambda s, b: network.init(s.params, network_forward(exp, s, key), b),
+                out_shardings=replicated,
+            )
+            statistics = init(state, batch)
+        # One collective program in flight at a time (see set_outputs).
+        statistics = jax.block_until_ready(accumulate(statistics, state, batch))
+    return jax.jit(network.finish, out_shardings=replicated)(statistics, state.params)
 
 
 def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None, keep=None):
@@ -466,9 +531,14 @@ def evaluate(exp: Experiment, state, eval_step, eval_key, mesh, fitted=None, kee
             key = jax.random.fold_in(set_key, index)
             # One collective program in flight at a time (see set_outputs).
             outputs = jax.block_until_ready(eval_step.predict(state, batch["input"], key))
-            stats = jax.device_get(eval_step.reduce(outputs, batch, eval_set.is_ood, fitted))
+            stats = eval_step.reduce(outputs, batch, eval_set.is_ood, fitted, state, key)
+            stats = jax.device_get(stats)
             if keep is not None:
-                final = apply_posthoc(exp, outputs, fitted) if fitted else outputs
+                final = (
+                    apply_posthoc(exp, outputs, fitted, state, batch["input"], key)
+                    if fitted
+                    else outputs
+                )
                 final = jax.block_until_ready(final)  # before keep's all-gather
                 keep.add(set_name, eval_set.is_ood, final, batch)
             for view in views:
@@ -570,9 +640,15 @@ def _abstract_posthoc(exp: Experiment, state, mesh) -> list[Any]:
         fitted = []
         for entry in exp.posthoc:
             split = splits[entry.step.split]
+            if entry.step.network is not None:
+                network, forward = entry.step.network, network_forward(exp, state, key)
+                statistics = network.init(state.params, forward, split)
+                fitted.append(network.finish(statistics, state.params))
+                continue
             outputs = predict_outputs(exp, state, split["input"], key)
             targets = {k: v for k, v in split.items() if k != "input"}
-            fitted.append(entry.step.fit(apply_posthoc(exp, outputs, fitted), targets))
+            outputs = apply_posthoc(exp, outputs, fitted, state, split["input"], key)
+            fitted.append(entry.step.fit(outputs, targets))
         return fitted
 
     shapes = jax.eval_shape(fit_all, state, splits, jax.random.key(0))

@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from sklearn.datasets import load_digits
 
-from relbench.models import MLP
 from relbench.posthoc import laplace
+from tests.posthoc.conftest import TEST, VALIDATION
 
 N, D, K = 6, 3, 4
 
@@ -88,33 +87,12 @@ def test_evidence_gradient_matches_finite_differences_and_variances_match_dense(
 
 
 @pytest.fixture()
-def digits_outputs():
-    """A digits MLP trained briefly; its outputs on a train and a test part."""
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(y))  # the file is sorted by writer
-    x = jnp.asarray(x[order] / 16.0, jnp.float32)
-    y = jnp.asarray(y[order])
-    model = MLP(num_classes=10, hidden_sizes=(32,))
-    params = model.init(jax.random.key(0), x[:1], train=False)["params"]
-    tx = optax.adam(2e-2)
-
-    def loss(p):
-        logits, _ = model.apply({"params": p}, x[:1200], train=False)
-        return optax.softmax_cross_entropy_with_integer_labels(logits[0], y[:1200]).mean()
-
-    @jax.jit
-    def step(p, s):
-        g = jax.grad(loss)(p)
-        u, s = tx.update(g, s)
-        return optax.apply_updates(p, u), s
-
-    state = tx.init(params)
-    for _ in range(150):
-        params, state = step(params, state)
+def digits_outputs(digits_mlp):
+    """The digits MLP's outputs on a validation and a test part."""
+    model, params, x, y = digits_mlp
     outputs = model.apply({"params": params}, x, train=False)
     split = lambda o, sl: (o[0][:, sl], {k: v[:, sl] for k, v in o[1].items()})  # noqa: E731
-    validation, test = slice(1200, 1450), slice(1450, None)
-    return split(outputs, validation), y[validation], split(outputs, test), y[test]
+    return split(outputs, VALIDATION), y[VALIDATION], split(outputs, TEST), y[TEST]
 
 
 def _nll(outputs, labels):
