@@ -100,12 +100,17 @@ def _brier_decomposition_result(s):
     label_freq = s["group_labels"] / safe  # q_j, zero rows for empty groups
     base_rate = np.sum(s["group_labels"], axis=0) / n
     resolution = np.sum(count[:, None] * (label_freq - base_rate) ** 2) / n
-    # sum_{i in j} ||p_i - q_j||^2 = sum ||p_i||^2 - 2 <S_j, q_j> + n_j ||q_j||^2
-    reliability = (
-        np.sum(s["group_sq_norm"])
-        - 2 * np.sum(s["group_probs"] * label_freq)
-        + np.sum(count * np.sum(label_freq**2, axis=-1))
-    ) / n
+    # sum_{i in j} ||p_i - q_j||^2 = sum ||p_i||^2 - 2 <S_j, q_j> + n_j ||q_j||^2: a sum
+    # of squares, whose expanded form can round below 0 for a perfect model (-6.6e-9 seen)
+    reliability = max(
+        (
+            np.sum(s["group_sq_norm"])
+            - 2 * np.sum(s["group_probs"] * label_freq)
+            + np.sum(count * np.sum(label_freq**2, axis=-1))
+        )
+        / n,
+        0.0,
+    )
     return {
         "brier_reliability": reliability,
         "brier_resolution": resolution,

@@ -21,7 +21,11 @@ that predicts at chance, a member axis the prediction mixes up).
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -32,7 +36,8 @@ from relbench.train import sharding
 from relbench.train.ensemble_eval import load_run
 from relbench.train.loop import named_key, train_and_evaluate
 
-EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EXPERIMENTS = REPO / "experiments"
 
 #: The models of the gate: the digits configs (an MLP, a batch-norm CNN).
 MODELS = ("digits_mlp", "digits_cnn")
@@ -106,3 +111,31 @@ def gate_accuracies(
         train_train_mode=float(train_mode),
     )
     return accuracies, results
+
+
+RUN = """
+import dataclasses, json, sys
+from tests.experiments.learning_gate import gate_accuracies
+method, model, workdir, posthoc = json.loads(sys.argv[1])
+got, _ = gate_accuracies(method, model, workdir, tuple(posthoc))
+print(json.dumps(dataclasses.asdict(got)))
+"""
+
+
+def gate_accuracies_on_one_device(
+    method: str, model: str, workdir, posthoc: tuple[str, ...] = ()
+) -> tuple[GateAccuracies, dict]:
+    """``gate_accuracies`` in a subprocess on one CPU device (the loop's sharding is tested
+    elsewhere; the gate's ~60 runs would each pay for 4 fake devices, whose in-process
+    collectives can deadlock XLA:CPU); the results are the run's ``results.json``."""
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, json.dumps([method, model, str(workdir), list(posthoc)])],
+        env={**os.environ, "PYTHONPATH": str(REPO), "JAX_NUM_CPU_DEVICES": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = GateAccuracies(**json.loads(done.stdout.strip().splitlines()[-1]))
+    return got, json.loads((pathlib.Path(workdir) / "results.json").read_text())
