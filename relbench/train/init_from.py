@@ -11,7 +11,7 @@ A module whose type extends a base type is named ``<Extension><Base>_<i>``
 (``SpectralNormDense_0``, ``BatchEnsembleDense_0``): where the exact path is missing, its
 parameters are looked up under ``<Base>_<i>``, so a deterministic backbone loads into
 a spectral-normalized or rank-1 one. Everything else keeps its fresh initialisation
-(e.g. a new SNGP or heteroscedastic head: the Plex recipe [1]); the log states what was
+(e.g. a head of another type than the checkpoint's: the Plex recipe [1]); the log states what was
 loaded, what was initialised, and what the checkpoint had that the model does not use.
 
 An array found under its path with another shape is an error (one line: exclude it, or
