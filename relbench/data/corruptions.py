@@ -268,10 +268,15 @@ def _batched(name: str, static_parameter: float | None):
     return jax.jit(run)
 
 
+@jax.jit
+def _fold_in_each(base: jax.Array, indices: jax.Array) -> jax.Array:
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, indices)
+
+
 def example_keys(seed: int, name: str, indices: np.ndarray) -> jax.Array:
     """One key per example index, independent of the batch and of the severity."""
     base = jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()))
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, jnp.asarray(indices))
+    return _fold_in_each(base, jnp.asarray(indices))
 
 
 def corrupt(
