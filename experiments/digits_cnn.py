@@ -54,7 +54,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         log_every_steps=50,
         checkpoint_every_steps=200,
         max_checkpoints_to_keep=2,
-        eval_batch_size=256,
+        # The test set (289 examples) and each of its 55 corruptions in 2 batches of 160:
+        # 256 would pad them to 512 rows, 40% of the evaluation's compute spent on padding.
+        eval_batch_size=160,
     )
     config.evaluation = evaluation_config(shift_suite="digits_c")
     set_method(config, options.method, METHOD_RECIPES)
