@@ -3,7 +3,7 @@
     relbench train --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
     relbench eval [--ensemble] RUN_DIR [RUN_DIR ...] [--workdir OUT]   (train.ensemble_eval)
     relbench report RUN_DIR [RUN_DIR ...] --out DIR
-    relbench benchmark --workdir DIR     (every method on the embedded sets, then a report)
+    relbench benchmark --workdir DIR [--experiments FILE.py ...] [--workers N]
     relbench launch --processes N [--devices-per-process D] -- TRAIN_OPTIONS
     relbench sweep --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir ROOT
     relbench active-learn --config FILE.py[:ARG] [--config.a.b=VALUE ...] --workdir DIR
@@ -180,11 +180,24 @@ def _evaluate_predictions(args: list[str]) -> None:
 def _benchmark(args: list[str]) -> None:
     parser = _Parser(prog="relbench benchmark")
     parser.add_argument("--workdir", required=True)
-    options = parser.parse_args(args)
-    from relbench.cli.benchmark import run_benchmark
+    from relbench.cli.benchmark import EXPERIMENTS, default_workers, run_benchmark
 
+    parser.add_argument(
+        "--experiments",
+        nargs="+",
+        default=EXPERIMENTS,
+        metavar="FILE.py",
+        help=f"experiment config files (default: {' '.join(EXPERIMENTS)})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="runs at the same time, each in its own process (default: one per CPU core)",
+    )
+    options = parser.parse_args(args)
     _quiet_logs()
-    if run_benchmark(options.workdir):
+    if run_benchmark(options.workdir, options.experiments, workers=options.workers):
         sys.exit(1)
 
 
