@@ -20,12 +20,10 @@ that predicts at chance, a member axis the prediction mixes up).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
-import json
-import os
+import multiprocessing
 import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -113,29 +111,29 @@ def gate_accuracies(
     return accuracies, results
 
 
-RUN = """
-import dataclasses, json, sys
-from tests.experiments.learning_gate import gate_accuracies
-method, model, workdir, posthoc = json.loads(sys.argv[1])
-got, _ = gate_accuracies(method, model, workdir, tuple(posthoc))
-print(json.dumps(dataclasses.asdict(got)))
-"""
+def _one_device() -> None:
+    jax.config.update("jax_num_cpu_devices", 1)  # before the child's backend starts
+
+
+_POOL: list[concurrent.futures.ProcessPoolExecutor] = []  # this process's gate child
 
 
 def gate_accuracies_on_one_device(
     method: str, model: str, workdir, posthoc: tuple[str, ...] = ()
 ) -> tuple[GateAccuracies, dict]:
-    """``gate_accuracies`` in a subprocess on one CPU device (the loop's sharding is tested
-    elsewhere; the gate's ~60 runs would each pay for 4 fake devices, whose in-process
-    collectives can deadlock XLA:CPU); the results are the run's ``results.json``."""
-    done = subprocess.run(
-        [sys.executable, "-c", RUN, json.dumps([method, model, str(workdir), list(posthoc)])],
-        env={**os.environ, "PYTHONPATH": str(REPO), "JAX_NUM_CPU_DEVICES": "1"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = GateAccuracies(**json.loads(done.stdout.strip().splitlines()[-1]))
-    return got, json.loads((pathlib.Path(workdir) / "results.json").read_text())
+    """``gate_accuracies`` in a child process on one CPU device (the loop's sharding is
+    tested elsewhere; the gate's ~60 runs would each pay for 4 fake devices, whose
+    in-process collectives can deadlock XLA:CPU). One spawned child per test process
+    runs its pairings one after another: JAX and relbench are imported once, not once
+    per pairing."""
+    if not _POOL:
+        context = multiprocessing.get_context("spawn")
+        _POOL.append(
+            concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=_one_device)
+        )
+    future = _POOL[0].submit(gate_accuracies, method, model, str(workdir), tuple(posthoc))
+    try:
+        return future.result(timeout=900)
+    except concurrent.futures.process.BrokenProcessPool:
+        _POOL.pop().shutdown(cancel_futures=True)  # the next pairing starts a new child
+        raise
