@@ -16,9 +16,9 @@ absent from training are skipped):
 * ``relative_mahalanobis`` [2]: the same minus the distance to one background Gaussian
   fitted to all training features (mean ``mu_0``, covariance ``S_0``),
   ``min_k MD_k(f) - MD_0(f)``;
-* ``ddu`` [3]: a Gaussian discriminant, one Gaussian per class (``mu_k``, ``S_k`` +
-  ``jitter`` times the mean variance on the diagonal) with prior ``n_k / N``; the score
-  is the negative log density ``-log sum_k pi_k N(f; mu_k, S_k)``;
+* ``ddu`` [3]: a Gaussian discriminant, one Gaussian per class (``mu_k``, covariance
+  ``C_k``, below) with prior ``n_k / N``; the score is the negative log density
+  ``-log sum_k pi_k N(f; mu_k, C_k)``;
 * ``knn`` [4]: the distance from the unit-normalized feature to its ``k``-th nearest
   neighbour among the unit-normalized training features (the bank, at most
   ``bank_size`` evenly spaced examples); the search is a blocked top-k over the bank,
@@ -37,9 +37,56 @@ they recover ``(W, b)`` by least squares from the training (features, logits) pa
 exact for a dense head (every ``Classifier``'s), the best linear approximation of a
 GP or other nonlinear head. List them before steps that change the member count.
 
-The fits are sums over examples (counts, class sums, scatter matrices, accumulated
-a bounded chunk of examples at a time), except ReAct's percentile and the KNN bank, which keep
-the training activations themselves.
+DDU's class covariances. The class's empirical covariance ``S_k = 1/n_k sum_{y_i = k}
+(f_i - mu_k)(f_i - mu_k)^T`` is estimated from ``n_k`` examples in ``D`` dimensions; with
+``n_k`` near or below ``D`` (a few hundred examples per class of a 128- to 640-wide
+feature) it is singular and its small eigenvalues are noise, which the density's
+``S_k^-1`` then weighs most. ``covariance`` selects the estimator:
+
+* ``"ledoit_wolf"`` (the default) [7]: ``C_k = (1 - s_k) S_k + s_k m_k I`` with
+  ``m_k = tr(S_k) / D`` and the shrinkage that minimizes the expected Frobenius error,
+  estimated in closed form: with the centred ``c_i = f_i - mu_k``,
+  ``b = (1/n_k sum_i ||c_i||^4 - ||S_k||_F^2) / (D n_k)``,
+  ``d = ||S_k - m_k I||_F^2 / D`` and ``s_k = min(b, d) / d`` (scikit-learn's
+  ``LedoitWolf``);
+* ``"oas"`` [8]: the same target with the oracle-approximating shrinkage
+  ``s_k = min((a + m_k^2) / ((n_k + 1)(a - m_k^2 / D)), 1)``, ``a = ||S_k||_F^2 / D^2``
+  (scikit-learn's ``OAS``), derived for Gaussian data;
+* ``"empirical"``: ``C_k = S_k``, as in [3], whose reference code adds the smallest
+  jitter of a grid that makes every Cholesky factorization succeed: a rule for
+  ``n_k >> D`` (5,000 CIFAR-10 examples per class of 640 features).
+
+``jitter`` times ``m_k`` is then added to the diagonal (every estimator): the floor that
+keeps ``C_k`` invertible where shrinkage is zero and the features have dead units.
+Measured on SNGP's spectral-normalized CNN on digits (``experiments/digits_cnn.py:sngp``
+at its 10 epochs, test accuracy 1.0; ~126 training examples per class of 128 post-ReLU
+features, ~75 nonzero eigenvalues per class), mean +- std over seeds 0, 1, 2:
+
+=====================  ==================  ==============
+AUROC                  near (digits 8, 9)  far (noise)
+=====================  ==================  ==============
+ddu, empirical         0.969 +- 0.016      0.996 +- 0.004
+ddu, ledoit_wolf       0.985 +- 0.007      0.999 +- 0.002
+ddu, oas               0.984 +- 0.007      0.999 +- 0.002
+max probability        0.993 +- 0.002      0.995 +- 0.006
+=====================  ==================  ==============
+
+Shrinkage closes two thirds of the near-OOD gap and wins far OOD, but DDU does not
+beat the softmax near: the held-out digits it misses are predicted as 3 or 5 and lie
+inside those classes' feature clusters (feature collapse), where a class Gaussian of
+these features cannot single them out, while the softmax still sees them between two
+classes. The same held on a residual network (a spectral-normalized ResNet-8 of width
+32, DDU's bi-Lipschitz premise: 0.991 +- 0.001 against 0.993 +- 0.003), after 40
+epochs (seeds 0, 1: 0.989 against 0.995), and with the Gaussians fitted on the
+validation split (seed 0: 0.984, 18 examples per class; 0.992 fitted on the training
+set).
+
+The fits are sums over examples (counts, class sums, scatter matrices of the features
+centred at their class means, accumulated a bounded chunk of examples at a time),
+except ReAct's percentile and the KNN bank, which keep the training activations
+themselves. Centring first matters: the expanded ``E[f f^T] - mu mu^T`` cancels
+catastrophically in float32 when the features' means dwarf their spread (a residual
+network's pooled activations: negative eigenvalues, a NaN density).
 
 References:
   [1] Lee, Lee, Lee, Shin. A Simple Unified Framework for Detecting Out-of-Distribution
@@ -54,6 +101,11 @@ References:
       CVPR 2022. https://arxiv.org/abs/2203.10807
   [6] Sun, Guo, Li. ReAct: Out-of-distribution Detection With Rectified Activations.
       NeurIPS 2021. https://arxiv.org/abs/2111.12797
+  [7] Ledoit, Wolf. A well-conditioned estimator for large-dimensional covariance
+      matrices. Journal of Multivariate Analysis 88(2), 2004.
+      https://doi.org/10.1016/S0047-259X(03)00096-4
+  [8] Chen, Wiesel, Eldar, Hero. Shrinkage Algorithms for MMSE Covariance Estimation.
+      IEEE Transactions on Signal Processing 58(10), 2010. https://arxiv.org/abs/0907.4698
 """
 
 from __future__ import annotations
@@ -70,6 +122,8 @@ from relbench.posthoc.step import Outputs, PosthocStep, Targets
 
 FEATURES = "features"
 SCATTER_VALUES = 2**24  # values of one chunk of the per-class scatter sums
+COVARIANCES = ("ledoit_wolf", "oas", "empirical")
+_HIGHEST = jax.lax.Precision.HIGHEST  # float32 sums of squares, also where dots default lower
 
 
 def member_features(outputs: Outputs, name: str) -> jax.Array:
@@ -83,12 +137,18 @@ def member_features(outputs: Outputs, name: str) -> jax.Array:
 
 
 def class_moments(features: jax.Array, labels: jax.Array, k: int):
-    """``[N, D]`` features -> counts ``[K]``, class means ``[K, D]`` and the scatter
-    ``sum_i f_i f_i^T`` ``[D, D]``: the sufficient statistics of the Gaussians."""
+    """``[N, D]`` features -> counts ``[K]``, class means ``[K, D]`` and the features
+    centred at their class means ``[N, D]`` (``f_i - mu_{y_i}``; absent classes have
+    mean 0)."""
     one_hot = jax.nn.one_hot(labels, k)  # [N, K]
     counts = jnp.sum(one_hot, axis=0)
-    means = (one_hot.T @ features) / jnp.maximum(counts, 1.0)[:, None]
-    return counts, means, features.T @ features
+    means = jnp.matmul(one_hot.T, features, precision=_HIGHEST) / jnp.maximum(counts, 1.0)[:, None]
+    return counts, means, features - means[labels]
+
+
+def scatter(centred: jax.Array) -> jax.Array:
+    """``[N, D]`` -> ``sum_i c_i c_i^T`` ``[D, D]``."""
+    return jnp.matmul(centred.T, centred, precision=_HIGHEST)
 
 
 def class_scatters(features: jax.Array, labels: jax.Array, k: int) -> jax.Array:
@@ -105,7 +165,7 @@ def class_scatters(features: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
     def add(total, chunk):
         f, y = chunk
-        return total + jnp.einsum("ck,cd,ce->kde", y, f, f), None
+        return total + jnp.einsum("ck,cd,ce->kde", y, f, f, precision=_HIGHEST), None
 
     total, _ = jax.lax.scan(add, jnp.zeros((k, d, d)), chunks)
     return total
@@ -162,10 +222,8 @@ def detector_step(
 
 
 def shared_gaussian(features, labels, k):
-    counts, means, scatter = class_moments(features, labels, k)
-    n = jnp.sum(counts)
-    covariance = (scatter - (means * counts[:, None]).T @ means) / n
-    return counts, means, covariance
+    counts, means, centred = class_moments(features, labels, k)
+    return counts, means, scatter(centred) / features.shape[0]
 
 
 def mahalanobis(split: str = "train") -> PosthocStep:
@@ -196,7 +254,7 @@ def relative_mahalanobis(split: str = "train") -> PosthocStep:
     def fit_member(features, _, labels, k):
         counts, means, covariance = shared_gaussian(features, labels, k)
         mean = jnp.mean(features, axis=0)
-        background = features.T @ features / features.shape[0] - jnp.outer(mean, mean)
+        background = scatter(features - mean) / features.shape[0]
         return {
             "means": means,
             "present": counts > 0,
@@ -215,25 +273,55 @@ def relative_mahalanobis(split: str = "train") -> PosthocStep:
     return detector_step("relative_mahalanobis", fit_member, score_member, split)
 
 
-def ddu(split: str = "train", jitter: float = 1e-4) -> PosthocStep:
+def shrinkage(
+    covariance: str, covariances: jax.Array, fourth: jax.Array, counts: jax.Array
+) -> jax.Array:
+    """``[K]`` the shrinkage ``s_k`` of ``covariance`` (the module docstring's formulas)
+    from the empirical ``S_k`` ``[K, D, D]``, ``sum_i ||c_i||^4`` and ``n_k`` ``[K]``."""
+    if covariance == "empirical":
+        return jnp.zeros_like(counts)
+    d = covariances.shape[-1]
+    n = jnp.maximum(counts, 1.0)
+    mean_variance = jnp.trace(covariances, axis1=1, axis2=2) / d
+    frobenius = jnp.sum(jnp.square(covariances), axis=(1, 2))  # ||S_k||_F^2
+    if covariance == "oas":
+        alpha = frobenius / d**2
+        numerator = alpha + jnp.square(mean_variance)
+        denominator = (n + 1.0) * (alpha - jnp.square(mean_variance) / d)
+        safe = jnp.where(denominator > 0, denominator, 1.0)
+        return jnp.where(denominator > 0, jnp.minimum(numerator / safe, 1.0), 1.0)
+    spread = (frobenius - d * jnp.square(mean_variance)) / d  # ||S_k - m_k I||_F^2 / D
+    beta = jnp.minimum((fourth / n - frobenius) / (d * n), spread)
+    return jnp.where(spread > 0, beta / jnp.where(spread > 0, spread, 1.0), 0.0)
+
+
+def ddu(split: str = "train", covariance: str = "ledoit_wolf", jitter: float = 1e-4) -> PosthocStep:
     """Args:
     split: the set the class Gaussians are fitted on.
+    covariance: the class covariances' estimator: ``"ledoit_wolf"``, ``"oas"`` (both
+      shrink towards the mean variance) or ``"empirical"`` (the module docstring).
     jitter: added to each class covariance's diagonal, times its mean variance.
     """
     if jitter <= 0:
         raise UsageError(f"ddu needs jitter > 0, got {jitter}")
+    if covariance not in COVARIANCES:
+        raise UsageError(
+            f"unknown ddu covariance '{covariance}'; choose one of: {', '.join(COVARIANCES)}"
+        )
 
     def fit_member(features, _, labels, k):
-        counts, means, _ = class_moments(features, labels, k)
+        counts, means, centred = class_moments(features, labels, k)
         d = features.shape[-1]
-        n_k = jnp.maximum(counts, 1.0)[:, None, None]
-        covariances = (
-            class_scatters(features, labels, k) / n_k - means[:, :, None] * means[:, None, :]
-        )
-        scale = jnp.trace(covariances, axis1=1, axis2=2)[:, None, None] / d
-        covariances = covariances + (jitter * scale + 1e-12) * jnp.eye(d)
+        n_k = jnp.maximum(counts, 1.0)
+        covariances = class_scatters(centred, labels, k) / n_k[:, None, None]
+        squared_norms = jnp.sum(jnp.square(centred), axis=-1)  # ||c_i||^2
+        fourth = jax.ops.segment_sum(jnp.square(squared_norms), labels, k)
+        s = shrinkage(covariance, covariances, fourth, counts)[:, None, None]
+        scale = jnp.trace(covariances, axis1=1, axis2=2)[:, None, None] / d  # m_k
+        diagonal = (s + jitter) * scale + 1e-12
+        covariances = (1.0 - s) * covariances + diagonal * jnp.eye(d)  # C_k
         values, vectors = jnp.linalg.eigh(covariances)  # [K, D], [K, D, D]
-        whitening = vectors / jnp.sqrt(values)[:, None, :]  # W_k W_k^T = S_k^-1
+        whitening = vectors / jnp.sqrt(values)[:, None, :]  # W_k W_k^T = C_k^-1
         log_det = jnp.sum(jnp.log(values), axis=-1)
         log_prior = jnp.where(counts > 0, jnp.log(counts / jnp.sum(counts)), -jnp.inf)
         return {

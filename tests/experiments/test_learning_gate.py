@@ -9,7 +9,8 @@ The MLP runs also check that every post-hoc step composes with every method thro
 one loop: each runs one detector, one calibration map and one conformal score after
 training, rotating through the steps so that every step meets several methods; its
 results.json reports each step's metrics, and posthoc.json its fit. (The regression
-steps: tests/posthoc/test_regression_through_the_loop.py.)
+steps: tests/posthoc/test_regression_through_the_loop.py.) The SNGP CNN run also runs
+DDU and checks it against the model's own max-probability score (``check_ddu``).
 """
 
 import json
@@ -46,10 +47,14 @@ CALIBRATION = (*NLL_FITTED, "histogram_binning", "isotonic", "platt")
 CONFORMAL = ("conformal_lac", "conformal_aps", "conformal_raps", "conformal_saps")
 
 
+#: The CNN runs that end with post-hoc steps: DDU on SNGP's spectral-normalized CNN.
+CNN_STEPS = {"sngp": ("ddu",)}
+
+
 def posthoc_steps(method: str, model: str) -> tuple[str, ...]:
-    """The steps the gate run of ``method`` on ``model`` ends with (MLP runs only)."""
+    """The steps the gate run of ``method`` on ``model`` ends with."""
     if model != "digits_mlp":
-        return ()
+        return CNN_STEPS.get(method, ())
     index = methods.METHODS.names().index(method)
     return tuple(steps[index % len(steps)] for steps in (DETECTORS, CALIBRATION, CONFORMAL))
 
@@ -70,6 +75,20 @@ def check_posthoc_composition(steps: tuple[str, ...], results: dict, workdir) ->
     assert test["coverage"] > 0.7 and 0.0 < test["mean_set_size"] <= 8.0
     assert "coverage" not in near and near["mean_set_size"] > 0  # OOD sets: sizes only
     assert "raw/coverage" not in test
+
+
+def check_ddu(results: dict) -> None:
+    """DDU (class Gaussians with Ledoit-Wolf covariances, the default) on SNGP's CNN
+    against the same model's max-probability score. Far OOD (noise) it wins. Near OOD
+    (held-out digits 8 and 9) it does not: over seeds 0-2 at the default 10 epochs
+    0.985 +- 0.007 against 0.993 +- 0.002, at this 4-epoch budget 0.979 +- 0.008
+    against 0.984 +- 0.006 (held-out digits fall inside the feature clusters of the
+    classes they are predicted as; relbench/posthoc/feature_detectors.py), so that is
+    checked as a bound on the gap. With the empirical covariance (the DDU paper's) this
+    run's (seed 0) near gap was 0.018, outside the bound (Ledoit-Wolf: 0.002)."""
+    far, near = results["ood_noise"], results["ood_heldout"]
+    assert far["auroc/ddu"] > far["auroc/max_prob"], far
+    assert near["auroc/ddu"] > near["auroc/max_prob"] - 0.01, near
 
 
 # deterministic first: the baseline the others are held to is trained once per process.
@@ -103,8 +122,10 @@ def test_method_learns_and_evaluates_as_it_trains(method, model, tmp_path_factor
     got, results = gate_accuracies_on_one_device(method, model, workdir, steps)
     print(f"{model} {method}: {got}")
     assert not out_of_range(results), out_of_range(results)[:20]  # (a subprocess's run)
-    if steps:
+    if model == "digits_mlp":
         check_posthoc_composition(steps, results, workdir)
+    elif steps:
+        check_ddu(results)
     if method == "deterministic":
         _BASELINES[model] = got.test
         assert got.test >= 0.9, got  # 8 classes: chance is 0.125

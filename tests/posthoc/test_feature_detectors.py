@@ -1,5 +1,6 @@
 """Feature-space detectors against references: Mahalanobis against scikit-learn's
-EmpiricalCovariance, relative Mahalanobis and DDU against numpy/scipy Gaussians, KNN
+EmpiricalCovariance, relative Mahalanobis and DDU against numpy/scipy Gaussians (DDU's
+shrunk covariances from scikit-learn's LedoitWolf and OAS), KNN
 against a brute-force numpy search (the blocked top-k over uneven blocks), ViM and
 ReAct on a dense head they recover exactly."""
 
@@ -7,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 from scipy import special, stats
-from sklearn.covariance import EmpiricalCovariance
+from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 
 from relbench import posthoc
 from relbench.posthoc import feature_detectors
@@ -64,21 +65,50 @@ def test_relative_mahalanobis_subtracts_the_background_gaussian():
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-2)
 
 
-def test_ddu_is_the_negative_log_density_of_the_class_gaussians():
-    train, labels = features(4, n=600)
-    test, _ = features(5, n=50)
-    jitter = 1e-4
-    got = scores("ddu", train, labels, test, jitter=jitter)[0]
-    x = train[0].astype(np.float64)
+def ddu_reference(x, labels, test, estimate, jitter):
+    """-log sum_k pi_k N(test; mu_k, estimate(class k's features) + jitter m_k I)."""
     log_density = []
     for c in range(K - 1):
-        covariance = np.cov(x[labels == c], rowvar=False, bias=True)
+        covariance = estimate(x[labels == c])
         covariance += jitter * np.trace(covariance) / D * np.eye(D)
         prior = np.mean(labels == c)
         density = stats.multivariate_normal(x[labels == c].mean(0), covariance)
-        log_density.append(np.log(prior) + density.logpdf(test[0]))
-    want = -special.logsumexp(np.stack(log_density, -1), axis=-1)
+        log_density.append(np.log(prior) + density.logpdf(test))
+    return -special.logsumexp(np.stack(log_density, -1), axis=-1)
+
+
+ESTIMATORS = {
+    "empirical": lambda x: np.cov(x, rowvar=False, bias=True),
+    "ledoit_wolf": lambda x: LedoitWolf().fit(x).covariance_,
+    "oas": lambda x: OAS().fit(x).covariance_,
+}
+
+
+# ~200 examples per class of 6 features, and ~8 per class: there shrinkage matters.
+@pytest.mark.parametrize("n", [600, 25])
+@pytest.mark.parametrize("covariance", list(ESTIMATORS))
+def test_ddu_is_the_negative_log_density_of_the_class_gaussians(covariance, n):
+    train, labels = features(4, n=n)
+    test, _ = features(5, n=50)
+    jitter = 1e-4
+    got = scores("ddu", train, labels, test, covariance=covariance, jitter=jitter)[0]
+    x = train[0].astype(np.float64)
+    want = ddu_reference(x, labels, test[0], ESTIMATORS[covariance], jitter)
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-2)
+    if covariance != "empirical" and n < 100:  # the estimators differ there
+        empirical = ddu_reference(x, labels, test[0], ESTIMATORS["empirical"], jitter)
+        assert np.max(np.abs(empirical - want)) > 1.0
+
+
+def test_ddu_covariance_is_centred_before_it_is_summed():
+    """Features whose means dwarf their spread (pooled activations of a residual
+    network): the expanded E[f f^T] - mu mu^T cancels in float32; centring does not."""
+    train, labels = features(6)
+    test, _ = features(7, n=50)
+    offset = 300.0
+    got = scores("ddu", train * 0.01 + offset, labels, test * 0.01 + offset)[0]
+    want = scores("ddu", train * 0.01, labels, test * 0.01)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=2e-2)
 
 
 @pytest.mark.parametrize("block_size", [64, 1000])  # uneven blocks; one block
