@@ -20,9 +20,7 @@ that predicts at chance, a member axis the prediction mixes up).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import multiprocessing
 import pathlib
 
 import jax
@@ -33,6 +31,7 @@ from relbench.methods.method import rng_dict
 from relbench.train import sharding
 from relbench.train.ensemble_eval import load_run
 from relbench.train.loop import named_key, train_and_evaluate
+from tests.one_device import on_one_device
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
@@ -111,29 +110,10 @@ def gate_accuracies(
     return accuracies, results
 
 
-def _one_device() -> None:
-    jax.config.update("jax_num_cpu_devices", 1)  # before the child's backend starts
-
-
-_POOL: list[concurrent.futures.ProcessPoolExecutor] = []  # this process's gate child
-
-
 def gate_accuracies_on_one_device(
     method: str, model: str, workdir, posthoc: tuple[str, ...] = ()
 ) -> tuple[GateAccuracies, dict]:
-    """``gate_accuracies`` in a child process on one CPU device (the loop's sharding is
-    tested elsewhere; the gate's ~60 runs would each pay for 4 fake devices, whose
-    in-process collectives can deadlock XLA:CPU). One spawned child per test process
-    runs its pairings one after another: JAX and relbench are imported once, not once
-    per pairing."""
-    if not _POOL:
-        context = multiprocessing.get_context("spawn")
-        _POOL.append(
-            concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=_one_device)
-        )
-    future = _POOL[0].submit(gate_accuracies, method, model, str(workdir), tuple(posthoc))
-    try:
-        return future.result(timeout=900)
-    except concurrent.futures.process.BrokenProcessPool:
-        _POOL.pop().shutdown(cancel_futures=True)  # the next pairing starts a new child
-        raise
+    """``gate_accuracies`` on one CPU device, in this test process's child
+    (``tests.one_device``: the gate's ~30 runs need no 4-way sharding, which the loop's
+    own tests cover)."""
+    return on_one_device(gate_accuracies, method, model, str(workdir), tuple(posthoc))

@@ -1,6 +1,8 @@
 """The likelihood as an axis: every method fits the regression data of diabetes_mlp.py
 (and reports CRPS) and the multi-label data of multilabel_mlp.py, or is refused with the
-one-line reason of ``methods.UNDEFINED``; each beats a model that learnt nothing about x."""
+one-line reason of ``methods.UNDEFINED``; each beats a model that learnt nothing about x.
+The runs check what methods learn, not the sharding: they run on one device
+(``tests.one_device``)."""
 
 import numpy as np
 import pytest
@@ -9,6 +11,8 @@ from scipy import stats
 from relbench import configs, data, methods
 from relbench.errors import UsageError
 from relbench.train.loop import train_and_evaluate
+from tests.metric_ranges import out_of_range
+from tests.one_device import on_one_device
 
 
 def prior_scores():
@@ -26,12 +30,14 @@ def train_or_refused(method, likelihood, config_file, workdir, num_epochs) -> di
     undefined = methods.UNDEFINED.get((method, likelihood))
     if undefined is not None:
         with pytest.raises(UsageError) as error:
-            train_and_evaluate(config, workdir)
+            on_one_device(train_and_evaluate, config, str(workdir))
         assert "\n" not in str(error.value) and str(error.value).endswith(undefined)
         return None
     with config.unlocked():
         config.train.num_epochs = num_epochs
-    return train_and_evaluate(config, workdir)
+    results = on_one_device(train_and_evaluate, config, str(workdir))
+    assert not out_of_range(results), out_of_range(results)[:20]  # (the child's run)
+    return results
 
 
 @pytest.mark.parametrize("method", methods.METHODS.names())
