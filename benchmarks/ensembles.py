@@ -7,9 +7,10 @@
   i.e. the time to update all M members once. Target: ratio < 1.
 * BatchEnsemble: one step of ``batchensemble`` (M members, the batch tiled M times
   inside the model) vs one step of ``deterministic`` on the M-times tiled batch, the
-  same FLOPs up to BatchEnsemble's elementwise products and the input gradient of its
-  first layer (``alpha``'s gradient needs it; a deterministic network never computes
-  it). Target: ratio <= 1.2. The FLOP ratio of the two steps (XLA's cost analysis) is
+  same FLOPs up to BatchEnsemble's elementwise products (its first layer takes
+  ``alpha``'s gradient from the members' kernel gradients, not from an input gradient
+  that a deterministic network never computes: ``layers.batchensemble.scaled_product``).
+  Target: ratio <= 1.2. The FLOP ratio of the two steps (XLA's cost analysis) is
   printed beside it: the ratio a purely compute-bound step would show. Its convolutions
   fold ``alpha`` into per-member kernels on CPU, where that is faster, and not
   elsewhere (``--[no-]fold-conv-alpha`` to choose; the method's default is not to fold).

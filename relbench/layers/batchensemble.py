@@ -13,11 +13,20 @@ linear in its input channels and in its output channels,
     L_{W_m}(x) + b_m = L_W(x o r_m) o s_m + b_m,
 
 so all members run as ONE dense or conv call on the member-major batch: scale each
-member's rows by ``r_m``, apply ``W``, scale by ``s_m``, add ``b_m``. The cost over a
-single network on the tiled batch is two elementwise products; the parameters grow by
-``M (D + 2N)`` instead of ``(M - 1) D N``. A layer may instead fold ``r_m`` into the
-kernel, ``L_W(x o r_m) = L_{W o r_m}(x)``, and run one call per member (its
-``fold_alpha`` field; see ``BatchEnsembleConv``).
+member's rows by ``r_m``, apply ``W``, scale by ``s_m``, add ``b_m``. The parameters grow
+by ``M (D + 2N)`` instead of ``(M - 1) D N``.
+
+The gradient costs what a single network's does on the tiled batch, plus elementwise
+products. Differentiating ``L_W(x o r_m)`` directly would need the input gradient
+``L_W^T(g)`` for ``r_m``'s gradient, which the first layer of a network (its input is
+data) never needs otherwise: one more product the size of the layer's (an MLP
+3072-512-512-10 step had 1.4 times a deterministic one's FLOPs). ``scaled_product``
+therefore differentiates the folded form ``L_{W o r_m}(x_m)`` wherever its input
+carries no tangent: each member's kernel gradient ``G_m`` gives both
+``dW = sum_m G_m o r_m`` and ``dr_m = sum G_m o W``. Its forward pass stays the one
+shared call. A layer may also fold ``r_m`` into the kernel
+in the forward pass, one call per member (its ``fold_alpha`` field; see
+``BatchEnsembleConv``).
 
 Batch layout (see ``layers.members``): the input has ``M * B`` rows, member-major, rows
 ``[m * B, (m + 1) * B)`` belong to member ``m``. Whether those rows are the same B
@@ -38,12 +47,14 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from relbench.errors import UsageError
 from relbench.layers.independent import independent_members, merge_members
@@ -84,18 +95,100 @@ def member_factor(factor: jax.Array, ndim: int) -> jax.Array:
     return factor.reshape(factor.shape[:2] + (1,) * (ndim - 3) + factor.shape[2:])
 
 
+LinearMap = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def check_rows(inputs: jax.Array, members: int) -> None:
+    """One UsageError line unless the batch divides into ``members`` members."""
+    if inputs.shape[0] % members:
+        raise UsageError(
+            f"a batch of {inputs.shape[0]} rows cannot be laid out as {members} members; "
+            f"use a batch size divisible by ensemble_size={members}"
+        )
+
+
+def scale_rows(inputs: jax.Array, factor: jax.Array) -> jax.Array:
+    """``x o factor_m`` on the member-major batch: ``factor`` is ``[M, C]`` (per member)
+    or ``[M, B, C]`` (per row), ``inputs`` ``[M * B, ..., C]``."""
+    x = split_members(inputs, factor.shape[0])  # [M*B, ..., C] -> [M, B, ..., C]
+    return merge_members(x * member_factor(factor, x.ndim))
+
+
+def output_factors(y: jax.Array, gamma: jax.Array, bias: jax.Array | None) -> jax.Array:
+    """``y o gamma_m + b_m`` on the member-major batch."""
+    y = split_members(y, gamma.shape[0])  # [M*B, ..., N] -> [M, B, ..., N]
+    y = y * member_factor(gamma, y.ndim)
+    if bias is not None:
+        y = y + member_factor(bias, y.ndim)
+    return merge_members(y)  # [M, B, ..., N] -> [M*B, ..., N]
+
+
+def _input_axis_factor(factor: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``[M, D]`` -> ``[M, 1, ..., 1, D, 1]``: one per member, on the kernel's input axis."""
+    spatial = (1,) * (kernel.ndim - 2)
+    return factor.reshape((factor.shape[0], *spatial, factor.shape[1], 1))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def scaled_product(
+    shared: LinearMap, kernel: jax.Array, inputs: jax.Array, alpha: jax.Array
+) -> jax.Array:
+    """``shared(kernel, x o alpha_m)`` on the member-major batch (pure function).
+
+    Its derivative (a custom JVP, so forward and reverse mode both hold) has two
+    forms. Where ``inputs`` carries a tangent, the direct one, ``shared(dW, x o r) +
+    shared(W, dx o r + x o dr)``. Where it carries none (a network's input), the
+    folded one, member by member ``shared(dW o r_m + W o dr_m, x_m)``, whose transpose
+    takes ``dW`` and ``dr`` from the members' kernel gradients and never computes the
+    input gradient. Per-row factors (``[M, B, D]``) always take the direct form.
+
+    Args:
+      shared: ``shared(kernel, x)``, the shared bias-free dense or conv map, linear in
+        each argument.
+      kernel: ``[..., D, N]``.
+      inputs: ``[M * B, ..., D]`` member-major activations.
+      alpha: ``[M, D]`` input fast weights (or ``[M, B, D]``, one per row).
+    """
+    return shared(kernel, scale_rows(inputs, alpha))
+
+
+def _scaled_product_jvp(shared, primals, tangents):
+    kernel, inputs, alpha = primals
+    # Only whether the inputs carry a tangent matters; other symbolic zeros become zeros.
+    inputs_fixed = isinstance(tangents[1], SymbolicZero)
+    d_kernel, d_inputs, d_alpha = (
+        jnp.zeros_like(p) if isinstance(t, SymbolicZero) else t
+        for p, t in zip(primals, tangents, strict=True)
+    )
+    out = scaled_product(shared, kernel, inputs, alpha)
+    if inputs_fixed and alpha.ndim == 2:  # member m: shared(dW o r_m + W o dr_m, x_m)
+        r, dr = _input_axis_factor(alpha, kernel), _input_axis_factor(d_alpha, kernel)
+        x = split_members(inputs, alpha.shape[0])
+        members = [shared(d_kernel * r[m] + kernel * dr[m], x[m]) for m in range(alpha.shape[0])]
+        return out, merge_members(jnp.stack(members))
+    d_scaled = scale_rows(d_inputs, alpha) + scale_rows(inputs, d_alpha)
+    return out, shared(d_kernel, scale_rows(inputs, alpha)) + shared(kernel, d_scaled)
+
+
+scaled_product.defjvp(_scaled_product_jvp, symbolic_zeros=True)
+
+
 def batchensemble(
     inputs: jax.Array,
-    shared: Callable[[jax.Array], jax.Array],
+    shared: LinearMap,
+    kernel: jax.Array,
     alpha: jax.Array,
     gamma: jax.Array,
     bias: jax.Array | None,
 ) -> jax.Array:
-    """``shared(x o alpha_m) o gamma_m + b_m`` on the member-major batch (pure function).
+    """``shared(kernel, x o alpha_m) o gamma_m + b_m`` on the member-major batch (pure
+    function; ``scaled_product`` differentiates it).
 
     Args:
       inputs: ``[M * B, ..., D]`` member-major activations.
-      shared: the shared linear map (a bias-free dense or conv), channels last.
+      shared: ``shared(kernel, x)``, the shared bias-free linear map (a dense or conv
+        with the given kernel), channels last.
+      kernel: the shared kernel ``[..., D, N]``.
       alpha: ``[M, D]`` input fast weights (or ``[M, B, D]``, one per row).
       gamma: ``[M, N]`` output fast weights (or ``[M, B, N]``).
       bias: ``[M, N]`` per-member biases, or None.
@@ -103,56 +196,36 @@ def batchensemble(
     Returns:
       ``[M * B, ..., N]``.
     """
-    members = alpha.shape[0]
-    if inputs.shape[0] % members:
-        raise UsageError(
-            f"a batch of {inputs.shape[0]} rows cannot be laid out as {members} members; "
-            f"use a batch size divisible by ensemble_size={members}"
-        )
-    x = split_members(inputs, members)  # [M*B, ..., D] -> [M, B, ..., D]
-    x = merge_members(x * member_factor(alpha, x.ndim))
-    y = split_members(shared(x), members)  # [M*B, ..., N] -> [M, B, ..., N]
-    y = y * member_factor(gamma, y.ndim)
-    if bias is not None:
-        y = y + member_factor(bias, y.ndim)
-    return merge_members(y)  # [M, B, ..., N] -> [M*B, ..., N]
+    check_rows(inputs, alpha.shape[0])
+    return output_factors(scaled_product(shared, kernel, inputs, alpha), gamma, bias)
 
 
 def batchensemble_folded(
     inputs: jax.Array,
-    shared: nn.Module,
+    shared: LinearMap,
+    kernel: jax.Array,
     alpha: jax.Array,
     gamma: jax.Array,
     bias: jax.Array | None,
 ) -> jax.Array:
     """``batchensemble`` with ``alpha_m`` folded into member ``m``'s kernel.
 
-    ``L_W(x o r_m) = L_{W o r_m}(x)``: member ``m``'s rows go through the shared layer
-    with the kernel ``W o r_m`` (input channels scaled), one call per member. The
-    gradient of ``r_m`` then comes from member ``m``'s kernel gradient instead of from
-    the gradient of the layer's input, which the first layer of a network never needs.
+    ``L_W(x o r_m) = L_{W o r_m}(x)``: member ``m``'s rows go through the shared map
+    with the kernel ``W o r_m`` (input channels scaled), one call per member, in the
+    forward pass as well as in the backward one.
 
-    Args:
-      inputs: ``[M * B, ..., D]`` member-major activations.
-      shared: the bound, bias-free shared layer (its ``kernel`` is ``[..., D, N]``).
-      alpha: ``[M, D]`` input fast weights (per member only).
-      gamma, bias: as in ``batchensemble``.
-
-    Returns:
-      ``[M * B, ..., N]``.
+    Args: as ``batchensemble``'s, with ``alpha`` per member only (``[M, D]``).
     """
-    members = alpha.shape[0]
-    kernel = shared.variables["params"]["kernel"]
-    unbound = shared.clone(parent=None)
-    x = split_members(inputs, members)  # [M*B, ..., D] -> [M, B, ..., D]
-    r = alpha.reshape(alpha.shape[:1] + (1,) * (kernel.ndim - 2) + alpha.shape[1:] + (1,))
-    y = jnp.stack(
-        [unbound.apply({"params": {"kernel": kernel * r[m]}}, x[m]) for m in range(members)]
-    )  # [M, B, ..., N]
-    y = y * member_factor(gamma, y.ndim)
-    if bias is not None:
-        y = y + member_factor(bias, y.ndim)
-    return merge_members(y)  # [M, B, ..., N] -> [M*B, ..., N]
+    check_rows(inputs, alpha.shape[0])
+    x = split_members(inputs, alpha.shape[0])  # [M*B, ..., D] -> [M, B, ..., D]
+    r = _input_axis_factor(alpha, kernel)
+    y = jnp.stack([shared(kernel * r[m], x[m]) for m in range(alpha.shape[0])])
+    return output_factors(merge_members(y), gamma, bias)
+
+
+def apply_with_kernel(layer: nn.Module, kernel: jax.Array, inputs: jax.Array) -> jax.Array:
+    """The unbound, bias-free Flax ``layer`` applied to ``inputs`` with ``kernel``."""
+    return layer.apply({"params": {"kernel": kernel}}, inputs)
 
 
 def effective_kernel(kernel: jax.Array, alpha: jax.Array, gamma: jax.Array) -> jax.Array:
@@ -180,7 +253,7 @@ class BatchEnsembleLayer(nn.Module):
 
     Subclasses define the fields ``features``, ``ensemble_size``, ``use_bias``,
     ``bias_init``, ``fast_weight_init``, ``fold_alpha`` (fold per-member ``alpha``
-    into the kernel, ``batchensemble_folded``, instead of scaling the activations),
+    into the kernel in the forward pass too, ``batchensemble_folded``),
     ``dtype`` (the compute dtype; ``None``: the promoted input dtype) and
     ``param_dtype``, and the method ``shared_layer``.
     """
@@ -191,9 +264,13 @@ class BatchEnsembleLayer(nn.Module):
         shared, factors = self.shared_layer(), self.factors(inputs)
         # The factors (float32 parameters, or samples of them) in the compute dtype.
         inputs, alpha, gamma, bias = nn.dtypes.promote_dtype(inputs, *factors, dtype=self.dtype)
-        if self.fold_alpha and alpha.ndim == 2 and not self.is_initializing():
-            return batchensemble_folded(inputs, shared, alpha, gamma, bias)
-        return batchensemble(inputs, shared, alpha, gamma, bias)
+        if self.is_initializing():
+            shared(inputs)  # creates the shared kernel
+        kernel = shared.variables["params"]["kernel"]
+        apply = functools.partial(apply_with_kernel, shared.clone(parent=None))
+        if self.fold_alpha and alpha.ndim == 2:
+            return batchensemble_folded(inputs, apply, kernel, alpha, gamma, bias)
+        return batchensemble(inputs, apply, kernel, alpha, gamma, bias)
 
     def factors(self, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """``alpha [M, D]``, ``gamma [M, N]`` and ``bias [M, N]`` (or None)."""
@@ -210,9 +287,13 @@ class BatchEnsembleDense(BatchEnsembleLayer):
     """A dense layer with M BatchEnsemble members on the member-major batch.
 
     Parameters: ``Dense_0/kernel [D, N]`` (shared), ``alpha [M, D]``, ``gamma [M, N]``,
-    ``bias [M, N]``. ``alpha`` scales the activations (``fold_alpha=False``): M batched
-    matrix products with M folded kernels are slower on XLA:CPU than one product with
-    the shared kernel.
+    ``bias [M, N]``. ``alpha`` scales the activations (``fold_alpha=False``): M
+    products with M folded kernels are slower on XLA:CPU than one product with the
+    shared kernel. On a network's input the step still costs what a deterministic
+    network's does on the tiled batch (``scaled_product``): an MLP 3072-512-512-10
+    with M = 4 measured 1.19-1.27 times a deterministic step on the tiled batch, down
+    from 1.33-1.44 when ``alpha``'s gradient took the input gradient
+    (``benchmarks/ensembles.py --model mlp [--batch-size 128]``).
     """
 
     features: int
@@ -242,15 +323,16 @@ class BatchEnsembleConv(BatchEnsembleLayer):
     models accept it as their ``conv`` field. Parameters: ``Conv_0/kernel
     [kh, kw, C, N]`` (shared), ``alpha [M, C]``, ``gamma [M, N]``, ``bias [M, N]``.
 
-    ``fold_alpha`` picks how per-member ``alpha`` is applied: scaling the activations
-    (False, the default: one convolution on M * B rows) or folded into the kernel
-    (``batchensemble_folded``, M convolutions on B rows each). Folding pays on XLA:CPU,
-    where the input gradient of a convolution is slow, for few input channels above
-    all, and the first convolution of a network needs none once ``alpha``'s gradient
-    comes from the kernel gradient: a small CNN's BatchEnsemble step measured 0.91
-    times a deterministic step on the tiled batch folded and 1.10 unfolded
-    (``benchmarks/ensembles.py --model cnn [--no-fold-conv-alpha]``). On an H200 the
-    folded step measured 1.31 times the tiled one.
+    ``fold_alpha`` picks how per-member ``alpha`` is applied in the forward pass:
+    scaling the activations (False, the default: one convolution on M * B rows) or
+    folded into the kernel (``batchensemble_folded``, M convolutions on B rows each).
+    Either way the first convolution of a network takes ``alpha``'s gradient from the
+    members' kernel gradients (``scaled_product``). Folding still pays on XLA:CPU: a
+    small CNN's BatchEnsemble step measured 0.83-0.93 times a deterministic step on
+    the tiled batch folded and 0.95-1.00 unfolded (1.10-1.22 before the first layer
+    skipped the input gradient; ``benchmarks/ensembles.py --model cnn
+    [--no-fold-conv-alpha]``). On an H200 the folded step measured 1.31 times the
+    tiled one.
     """
 
     features: int

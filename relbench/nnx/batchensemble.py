@@ -4,11 +4,12 @@ Member ``m``'s weight is ``W o (r_m s_m^T)``, run as one shared call on the memb
 batch by that module's ``batchensemble`` (see its docstring and references). The shared
 layer is a bias-free ``nnx.Linear`` / ``nnx.Conv`` (``shared``); the fast weights are
 ``alpha [M, D]``, ``gamma [M, N]`` and the biases ``bias [M, N]``. Folding ``alpha`` into
-the kernel (the Linen layers' ``fold_alpha``) is not offered here.
+the kernel in the forward pass (the Linen layers' ``fold_alpha``) is not offered here.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,7 +46,16 @@ class BatchEnsembleLayer(nnx.Module):
 
     def __call__(self, inputs: jax.Array, *, rngs=None) -> jax.Array:
         alpha, gamma, bias = self.factors(inputs, rngs)
-        return batchensemble(inputs, self.shared, alpha, gamma, bias)
+        apply = functools.partial(
+            apply_with_kernel, nnx.graphdef(self.shared), nnx.state(self.shared)
+        )
+        return batchensemble(inputs, apply, self.shared.kernel[...], alpha, gamma, bias)
+
+
+def apply_with_kernel(graphdef, state, kernel: jax.Array, inputs: jax.Array) -> jax.Array:
+    """The bias-free NNX layer ``(graphdef, state)`` applied to ``inputs`` with ``kernel``."""
+    state = nnx.State({**state, "kernel": state["kernel"].replace(kernel)})
+    return nnx.merge(graphdef, state)(inputs)
 
 
 class BatchEnsembleDense(BatchEnsembleLayer):
