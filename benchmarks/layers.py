@@ -28,7 +28,7 @@ import dataclasses
 import functools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -272,20 +272,32 @@ def _time_once(step) -> float:
     return time.perf_counter() - start
 
 
-def measure(plain: Case, variant: Case, repeats: int, inner: int) -> tuple[float, float, str]:
-    """Median seconds per call of each, alternating plain/variant rounds of ``inner``
-    calls, and the ratio of the compiled programs' FLOPs where both report them."""
-    steps = [plain.make_step(), variant.make_step()]
-    flops = [getattr(step, "flops", None) for step in steps]
-    flops_ratio = f"flops {flops[1] / flops[0]:.3f}" if None not in flops and flops[0] else ""
+def median_times(cases: Sequence[Case], repeats: int, inner: int) -> list[float]:
+    """Median seconds per call of each case's step, in alternating rounds of ``inner``
+    calls (so load on the machine hits them alike)."""
+    steps = [case.make_step() for case in cases]
     for step in steps:  # compile and warm up
         jax.block_until_ready(step())
         jax.block_until_ready(step())
-    rounds: list[list[float]] = [[], []]
+    rounds: list[list[float]] = [[] for _ in steps]
     for _ in range(repeats):
         for i, step in enumerate(steps):
             rounds[i].append(sum(_time_once(step) for _ in range(inner)) / inner)
-    return statistics.median(rounds[0]), statistics.median(rounds[1]), flops_ratio
+    return [statistics.median(r) for r in rounds]
+
+
+def measure(plain: Case, variant: Case, repeats: int, inner: int) -> tuple[float, float, str]:
+    """``median_times`` of both, and the ratio of the compiled programs' FLOPs where both
+    report them."""
+    steps = [plain.make_step(), variant.make_step()]
+    flops = [getattr(step, "flops", None) for step in steps]
+    flops_ratio = f"flops {flops[1] / flops[0]:.3f}" if None not in flops and flops[0] else ""
+    built = [
+        Case(case.name, lambda step=step: step)
+        for case, step in zip((plain, variant), steps, strict=True)
+    ]
+    t_plain, t_variant = median_times(built, repeats, inner)
+    return t_plain, t_variant, flops_ratio
 
 
 def main() -> None:
