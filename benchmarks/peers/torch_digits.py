@@ -20,7 +20,10 @@ subprocess (``--torch-python``). To make one (CPU wheel from the package registr
     /work/peers/torch/bin/pip install torch-uncertainty lightning   # optional, see below
 
 TorchUncertainty (with ``lightning``) installs, but it imports ``torchvision`` at import
-time, and no torchvision build matches the CPU torch wheel here, so the PyTorch side is
+time, and no torchvision build matches the CPU torch wheel here (the registry's
+torchvision 0.28.0, the one pinned to torch 2.13.0, links ``libc10_cuda.so`` and fails
+to load beside the CPU build; a stub ``torchvision`` gets no further than
+TorchUncertainty's dataset classes, which subclass its types), so the PyTorch side is
 plain ``torch.nn`` with torchmetrics' calibration error (the metric TorchUncertainty's
 ``CalibrationError`` wraps); for a deterministic MLP TorchUncertainty's routine adds no
 layer of its own.
