@@ -44,6 +44,8 @@ def test_fourier_cosine_differentiates_to_minus_sine():
     x = np.linspace(-20.0, 20.0, 4001, dtype=np.float32)
     derivative = jax.vmap(jax.grad(fourier_cosine))(x)
     np.testing.assert_allclose(derivative, -np.sin(np.asarray(x, np.float64)), atol=ULP_AT_ONE)
+    _, forward = jax.jvp(fourier_cosine, (x,), (np.ones_like(x),))  # forward mode
+    np.testing.assert_allclose(forward, -np.sin(np.asarray(x, np.float64)), atol=ULP_AT_ONE)
     second = jax.vmap(jax.grad(jax.grad(fourier_cosine)))(x)  # through the custom JVP
     np.testing.assert_allclose(second, -np.cos(np.asarray(x, np.float64)), atol=2 * ULP_AT_ONE)
 
