@@ -291,9 +291,10 @@ class BatchEnsembleDense(BatchEnsembleLayer):
     products with M folded kernels are slower on XLA:CPU than one product with the
     shared kernel. On a network's input the step still costs what a deterministic
     network's does on the tiled batch (``scaled_product``): an MLP 3072-512-512-10
-    with M = 4 measured 1.19-1.27 times a deterministic step on the tiled batch, down
-    from 1.33-1.44 when ``alpha``'s gradient took the input gradient
-    (``benchmarks/ensembles.py --model mlp [--batch-size 128]``).
+    with M = 4 measured 1.19-1.60 times a deterministic step on the tiled batch at 64
+    examples per member (median 1.28 of 10 runs; 1.33-1.44 when ``alpha``'s gradient
+    took the input gradient) and 1.17-1.25 at 128 (1.35-1.43 before), on two shared
+    CPU cores (``benchmarks/ensembles.py --model mlp [--batch-size 128]``).
     """
 
     features: int
