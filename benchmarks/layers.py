@@ -272,10 +272,9 @@ def _time_once(step) -> float:
     return time.perf_counter() - start
 
 
-def median_times(cases: Sequence[Case], repeats: int, inner: int) -> list[float]:
-    """Median seconds per call of each case's step, in alternating rounds of ``inner``
+def median_times(steps: Sequence[Callable[[], jax.Array]], repeats: int, inner: int) -> list[float]:
+    """Median seconds per call of each built step, in alternating rounds of ``inner``
     calls (so load on the machine hits them alike)."""
-    steps = [case.make_step() for case in cases]
     for step in steps:  # compile and warm up
         jax.block_until_ready(step())
         jax.block_until_ready(step())
@@ -292,11 +291,7 @@ def measure(plain: Case, variant: Case, repeats: int, inner: int) -> tuple[float
     steps = [plain.make_step(), variant.make_step()]
     flops = [getattr(step, "flops", None) for step in steps]
     flops_ratio = f"flops {flops[1] / flops[0]:.3f}" if None not in flops and flops[0] else ""
-    built = [
-        Case(case.name, lambda step=step: step)
-        for case, step in zip((plain, variant), steps, strict=True)
-    ]
-    t_plain, t_variant = median_times(built, repeats, inner)
+    t_plain, t_variant = median_times(steps, repeats, inner)
     return t_plain, t_variant, flops_ratio
 
 

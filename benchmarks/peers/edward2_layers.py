@@ -257,7 +257,8 @@ def main() -> None:
         f"{'plain us':>9} {'plain/Edward2':>14}"
     )
     for ed_case, ours, plain in cases(ed_nn):
-        times = median_times([ed_case, ours] + ([plain] if plain else []), args.repeats, args.inner)
+        built = [case.make_step() for case in (ed_case, ours, plain) if case]
+        times = median_times(built, args.repeats, args.inner)
         t_ed, t_ours = times[:2]
         row = f"{ours.name:<46} {1e6 * t_ours:>12.0f} {1e6 * t_ed:>11.0f} {t_ours / t_ed:>7.2f}"
         if plain:

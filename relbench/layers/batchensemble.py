@@ -24,9 +24,8 @@ data) never needs otherwise: one more product the size of the layer's (an MLP
 therefore differentiates the folded form ``L_{W o r_m}(x_m)`` wherever its input
 carries no tangent: each member's kernel gradient ``G_m`` gives both
 ``dW = sum_m G_m o r_m`` and ``dr_m = sum G_m o W``. Its forward pass stays the one
-shared call. A layer may also fold ``r_m`` into the kernel
-in the forward pass, one call per member (its ``fold_alpha`` field; see
-``BatchEnsembleConv``).
+shared call. A layer may also fold ``r_m`` into the kernel in the forward pass, one
+call per member (its ``fold_alpha`` field; see ``BatchEnsembleConv``).
 
 Batch layout (see ``layers.members``): the input has ``M * B`` rows, member-major, rows
 ``[m * B, (m + 1) * B)`` belong to member ``m``. Whether those rows are the same B
@@ -233,10 +232,9 @@ def effective_kernel(kernel: jax.Array, alpha: jax.Array, gamma: jax.Array) -> j
 
     For inspection and tests; the layers never build it.
     """
-    members, spatial = alpha.shape[0], (1,) * (kernel.ndim - 2)
-    r = alpha.reshape((members, *spatial, alpha.shape[1], 1))  # [M, D] -> [M, ..., D, 1]
-    s = gamma.reshape((members, *spatial, 1, gamma.shape[1]))  # [M, N] -> [M, ..., 1, N]
-    return kernel[None] * r * s
+    spatial = (1,) * (kernel.ndim - 2)
+    s = gamma.reshape((gamma.shape[0], *spatial, 1, gamma.shape[1]))  # [M, N] -> [M, ..., 1, N]
+    return kernel[None] * _input_axis_factor(alpha, kernel) * s
 
 
 def init_rows(module: nn.Module, inputs: jax.Array, members: int) -> jax.Array:
