@@ -14,7 +14,7 @@ suite's programs are tiny and compiled once each, so compiling is what costs, an
 compiles them cheaply: without its expensive optimizations (a quarter less time for the
 SNGP and MIMO tests), with its classic loop-fusion emitters instead of the MLIR ones
 and in one codegen thread (half the compile time of a learning-gate run, 3.6 s -> 1.4 s
-for rank1 on the MLP; the suite on 2 cores 850 s -> 572 s, both flag sets in XLA 0.10
+for rank1 on the MLP; the suite on 2 cores 850 s -> 572 s; both flags exist in jaxlib 0.10
 and 0.12). A test that needs other flags runs a subprocess with its own XLA_FLAGS.
 """
 
