@@ -753,18 +753,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # one has finished. Accelerators keep asynchronous dispatch.
     serialize_steps = jax.default_backend() == "cpu" and jax.local_device_count() > 1
     sums, summed_steps = None, 0  # train metrics summed on the device since the last log
-    last_flush = [start, time.perf_counter()]
+    # A finished log interval (its last step, sums, step count) waits to be written
+    # until the next step has been dispatched: reading its sums waits for the device,
+    # and writing them costs the host ~0.4 ms, which then overlaps that next step
+    # instead of leaving the device idle (logging every 10 steps of the digits MLP cost
+    # 0.13 ms a step).
+    ended: tuple[int, Any, int] | None = None
+    last_write = [start, time.perf_counter()]
 
-    def flush(step: int) -> None:
-        nonlocal sums, summed_steps
-        if not summed_steps:
-            return
-        means = {k: float(v) / summed_steps for k, v in jax.device_get(sums).items()}
+    def end_interval(step: int) -> None:
+        nonlocal sums, summed_steps, ended
+        if summed_steps:
+            ended = (step, sums, summed_steps)
         sums, summed_steps = None, 0
+
+    def write_ended() -> None:
+        nonlocal ended
+        if ended is None:
+            return
+        (step, interval_sums, count), ended = ended, None
+        means = {k: float(v) / count for k, v in jax.device_get(interval_sums).items()}
         _check_finite(means, step, checkpoints)
         now = time.perf_counter()
-        means["steps_per_second"] = (step - last_flush[0]) / (now - last_flush[1])
-        last_flush[:] = step, now
+        means["steps_per_second"] = (step - last_write[0]) / (now - last_write[1])
+        last_write[:] = step, now
         writer.write(step, "train", means)
         bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
 
@@ -787,13 +799,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 determinism.warn_nondeterministic(summing_step, state, sums, batch, train_key)
             state, sums = train_step(state, sums, batch, train_key)
             summed_steps += 1
+            write_ended()  # the previous interval's metrics, while this step runs
             done = step + 1
             if done % settings.log_every_steps == 0 or done == exp.total_steps:
-                flush(done)
+                end_interval(done)
             if done % settings.checkpoint_every_steps == 0 or done == exp.total_steps:
-                flush(done)
+                end_interval(done)
+                write_ended()  # diverged metrics stop the run before its state is saved
                 checkpoints.save(done, state, iterator)
             bar.update(1)
+        write_ended()
         bar.close()
         state = finish_training(exp, state, stages, mesh, train_key)
         fitted = posthoc_parameters(exp, state, eval_step, stages, mesh, eval_key, writer)
